@@ -1,0 +1,211 @@
+"""Configuration: ``config.toml`` validated at start, secrets only from the environment.
+
+Every key has a default, so an empty (or missing) file is a working embedded
+set-up. Unknown keys and wrong types are errors that name the key.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import load_dotenv
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.contract import PERSONA_NAME
+
+DATA_DIR_ENV = "PARODYBOT_DATA_DIR"
+TOKEN_ENV = "DISCORD_TOKEN"
+
+
+class ConfigError(Exception):
+    """A config problem, worded for the person who edits the file."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DiscordConfig(Section):
+    # Guild ids to sync slash commands to at start (instant); empty = global.
+    guild_ids: list[int] = []
+    operator_role: str = "parodybot-operator"
+    # Only for a local Discord stand-in (tests, demo); empty = the real Discord.
+    api_base: str = ""
+    gateway_url: str = ""
+    attachment_hosts: list[str] = ["cdn.discordapp.com", "media.discordapp.net"]
+    max_attachment_mb: float = Field(default=25, gt=0, le=500)
+    # Seconds between edits of a progress message (Discord rate-limits edits).
+    progress_edit_interval: float = Field(default=1.0, ge=0.2, le=60)
+
+
+class QueueConfig(Section):
+    # sqlite:///PATH (embedded, default: <data_dir>/queue.sqlite3) or redis://HOST:PORT/DB
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite:///", "redis://", "rediss://")):
+            raise ValueError("must start with sqlite:/// or redis:// (or be empty for the default)")
+        return v
+
+
+class WorkerConfig(Section):
+    # `parodybot run` starts a worker process next to the bot.
+    embedded: bool = True
+    concurrency: int = Field(default=1, ge=1, le=16)
+    loaded_models: int = Field(default=2, ge=1, le=16)
+    default_model: str = "tiny"
+
+
+class TrainingConfig(Section):
+    steps: int = Field(default=300, ge=1, le=100_000)
+    learning_rate: float | None = Field(default=None, gt=0, lt=1)
+    save_every: int = Field(default=50, ge=1)
+    # Handles that must never be trained on (lower case, without @).
+    denylist: list[str] = []
+
+
+class GenerationConfig(Section):
+    temperature: float = Field(default=1.0, gt=0, le=5)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    length: int = Field(default=200, ge=8, le=1023)
+    count: int = Field(default=20, ge=1, le=200)
+    blocklist: list[str] = []
+
+
+class CurationConfig(Section):
+    approve_at: int = Field(default=3, ge=1)
+    reject_at: int = Field(default=-2, le=-1)
+    window_hours: float = Field(default=24, gt=0, le=24 * 30)
+    approve_after_window_at: int = 1
+    voter_role: str = ""
+    curator_role: str = ""
+    approve_emoji: str = "👍"
+    reject_emoji: str = "👎"
+
+
+class PostingConfig(Section):
+    # Default schedule of new personas: a cron expression in `timezone`.
+    cron: str = "0 9,13,19 * * *"
+    timezone: str = "UTC"
+    jitter_minutes: float = Field(default=20, ge=0, le=24 * 60)
+    daily_cap: int = Field(default=10, ge=0)
+    monthly_cap: int = Field(default=300, ge=0)
+
+
+class TargetConfig(Section):
+    platform: Literal["x", "bluesky", "mastodon", "outbox"]
+    # Prefix of the environment variables holding this target's secrets,
+    # e.g. DRIL_X -> DRIL_X_CONSUMER_KEY, DRIL_X_CONSUMER_SECRET, ...
+    credentials: str = ""
+    base_url: str = ""
+
+
+class PersonaConfig(Section):
+    targets: list[TargetConfig] = []
+
+
+class Config(Section):
+    # Where all state lives; PARODYBOT_DATA_DIR overrides it.
+    data_dir: str = "data"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    discord: DiscordConfig = DiscordConfig()
+    queue: QueueConfig = QueueConfig()
+    worker: WorkerConfig = WorkerConfig()
+    training: TrainingConfig = TrainingConfig()
+    generation: GenerationConfig = GenerationConfig()
+    curation: CurationConfig = CurationConfig()
+    posting: PostingConfig = PostingConfig()
+    personas: dict[str, PersonaConfig] = {}
+
+    @field_validator("personas")
+    @classmethod
+    def _persona_names(cls, v: dict[str, PersonaConfig]) -> dict[str, PersonaConfig]:
+        for name in v:
+            if not PERSONA_NAME.fullmatch(name):
+                raise ValueError(f"persona name {name!r} must match [a-z0-9_]{{1,32}}")
+        return v
+
+    # Where the file was read from (paths in it are relative to it).
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def data_path(self) -> Path:
+        env = os.environ.get(DATA_DIR_ENV)
+        if env:
+            return Path(env).expanduser().resolve()
+        base = self.source.parent if self.source else Path.cwd()
+        return (base / self.data_dir).expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_path / "parodybot.sqlite3"
+
+    @property
+    def queue_url(self) -> str:
+        return self.queue.url or f"sqlite:///{self.data_path / 'queue.sqlite3'}"
+
+    @property
+    def worker_dir(self) -> Path:
+        return self.data_path / "worker"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_path / "outbox.jsonl"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) if loc else "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key (check the spelling against config.example.toml)"
+    msg = err["msg"]
+    if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], (dict, list)):
+        msg += f" (got {err['input']!r})"
+    return f"{key}: {msg}"
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate the config. With no path, use ./config.toml if it exists."""
+    if path is None:
+        path = Path("config.toml")
+        if not path.exists():
+            _load_env(Path.cwd())
+            return Config()
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file (copy config.example.toml to config.toml to start)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(f"  {_describe(e)}" for e in exc.errors())
+        raise ConfigError(f"{path}: {exc.error_count()} problem(s):\n{problems}") from None
+    cfg.source = path.resolve()
+    _load_env(path.resolve().parent)
+    return cfg
+
+
+def _load_env(folder: Path) -> None:
+    # Secrets may sit in a .env file beside the config; the real environment wins.
+    env_file = folder / ".env"
+    if env_file.exists():
+        load_dotenv(env_file, override=False)
+
+
+def discord_token() -> str:
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(
+            f"{TOKEN_ENV} is not set: put the bot token in the environment or in a .env file "
+            "(README: 'Create the Discord application')"
+        )
+    return token

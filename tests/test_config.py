@@ -1,0 +1,92 @@
+"""`parodybot config check` and the config loader, as a person editing the file sees them."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parodybot(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_example_config_is_valid():
+    result = parodybot("config", "check", "--config", str(REPO / "config.example.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text('[worker]\nconcurrency = "two"\n')
+    result = parodybot("config", "check", "--config", str(bad))
+    assert result.returncode != 0
+    assert "worker.concurrency" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_key_names_the_key(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text('[discord]\noperater_role = "ops"\n')
+    result = parodybot("config", "check", "--config", str(bad))
+    assert result.returncode != 0
+    assert "discord.operater_role" in result.stderr and "unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_broken_toml_and_missing_file_are_one_line_errors(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text("[discord\n")
+    for path in (bad, tmp_path / "missing.toml"):
+        result = parodybot("config", "check", "--config", str(path))
+        assert result.returncode == 2
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_invalid_persona_name_in_config(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text('[personas."../etc"]\ntargets = []\n')
+    with pytest.raises(ConfigError, match="personas"):
+        load_config(bad)
+
+
+def test_data_dir_env_overrides_everything(tmp_path, monkeypatch):
+    cfg_file = tmp_path / "config.toml"
+    cfg_file.write_text('data_dir = "elsewhere"\n')
+    monkeypatch.setenv("PARODYBOT_DATA_DIR", str(tmp_path / "state"))
+    cfg = load_config(cfg_file)
+    assert cfg.db_path == tmp_path / "state" / "parodybot.sqlite3"
+    assert cfg.queue_url == f"sqlite:///{tmp_path / 'state' / 'queue.sqlite3'}"
+    assert cfg.worker_dir == tmp_path / "state" / "worker"
+    assert cfg.outbox_path == tmp_path / "state" / "outbox.jsonl"
+
+
+def test_data_dir_is_relative_to_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("PARODYBOT_DATA_DIR", raising=False)
+    cfg_file = tmp_path / "config.toml"
+    cfg_file.write_text('data_dir = "state"\n')
+    assert load_config(cfg_file).data_path == tmp_path / "state"
+
+
+def test_db_migrate_uses_the_data_dir_env(tmp_path):
+    env = {"PARODYBOT_DATA_DIR": str(tmp_path / "d"), "PATH": "/usr/bin:/bin"}
+    result = parodybot("db", "migrate", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "d" / "parodybot.sqlite3").exists()
+    assert '"schema_version": 1' in result.stdout or '"schema_version":' in result.stdout
+
+
+def test_secrets_come_from_dotenv_but_environment_wins(tmp_path, monkeypatch):
+    (tmp_path / "config.toml").write_text("")
+    (tmp_path / ".env").write_text("PARODYBOT_TEST_SECRET=from-dotenv\nPARODYBOT_TEST_OTHER=dotenv\n")
+    monkeypatch.setenv("PARODYBOT_TEST_OTHER", "from-env")
+    monkeypatch.delenv("PARODYBOT_TEST_SECRET", raising=False)
+    load_config(tmp_path / "config.toml")
+    import os
+    assert os.environ["PARODYBOT_TEST_SECRET"] == "from-dotenv"
+    assert os.environ["PARODYBOT_TEST_OTHER"] == "from-env"
+    monkeypatch.delenv("PARODYBOT_TEST_SECRET")

@@ -1,0 +1,208 @@
+"""``archive``: the user's own X (Twitter) data export, a ``.zip``.
+
+The posts are in ``data/tweets.js`` (older exports: ``data/tweet.js``, or
+``tweet.js`` at the top), split into ``tweets-part1.js``, ``tweets-part2.js``
+... when large. Each file is JavaScript: ``window.YTD.tweets.part0 = [ ... ]``
+with one ``{"tweet": {...}}`` per post (older exports: the post object without
+the wrapper). ``full_text`` is HTML-escaped; cleaning unescapes it.
+
+The zip is checked before anything is read (member names, total size,
+compression ratio) and members are read straight from the zip, never
+extracted; the size limit is enforced again while reading.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import posixpath
+import re
+import zipfile
+from pathlib import Path
+
+from bot.contract import BadInput
+
+from .base import ProgressFn, RawPost, check_limit, need_file, report
+
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+#: A member that expands more than this many times is treated as a zip bomb
+#: (JSON text compresses about 5-15 times).
+MAX_RATIO = 100
+#: ... but only when it expands to more than this (tiny members compress oddly).
+RATIO_MIN_BYTES = 1024 * 1024
+
+TWEETS_FILE = re.compile(r"^(tweets?)(?:-part(\d+))?\.js$")
+LOOKED_FOR = "data/tweets.js (or data/tweet.js, tweets-part1.js, ...)"
+_CHUNK = 1024 * 1024
+
+
+def _unsafe_name(name: str) -> bool:
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return True
+    parts = re.split(r"[\\/]+", name)
+    return ".." in parts or "\x00" in name
+
+
+def check_zip(zf: zipfile.ZipFile, max_bytes: int) -> None:
+    """Refuse a zip that could escape, or expand beyond ``max_bytes``."""
+    total = 0
+    for info in zf.infolist():
+        if _unsafe_name(info.filename):
+            raise BadInput(f"the archive has a member with an unsafe path ({info.filename!r}); refusing it")
+        total += info.file_size
+        if info.file_size > RATIO_MIN_BYTES:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > MAX_RATIO:
+                raise BadInput(
+                    f"the archive member {info.filename!r} expands {ratio:.0f} times "
+                    f"({info.file_size:,} bytes): this looks like a zip bomb; refusing it"
+                )
+    if total > max_bytes:
+        raise BadInput(
+            f"the archive expands to {total:,} bytes, over the limit of {max_bytes:,}: "
+            "export only your posts, or raise the limit"
+        )
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
+    """Read one member, stopping as soon as it goes over ``budget`` bytes."""
+    out = bytearray()
+    with zf.open(info) as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            if not chunk:
+                break
+            out += chunk
+            if len(out) > budget:
+                raise BadInput(
+                    f"the archive member {info.filename!r} expands beyond the size limit; refusing it"
+                )
+    return bytes(out)
+
+
+def parse_tweets_js(data: bytes, name: str) -> list[dict]:
+    """``window.YTD.tweets.partN = [ ... ]`` to the list of post objects."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadInput(f"{name} in the archive is not UTF-8 text") from None
+    start = text.find("[")
+    prefix = text[:start] if start >= 0 else text
+    if start < 0 or ("=" not in prefix and prefix.strip()):
+        raise BadInput(f"{name} in the archive is not in the window.YTD.tweets.part0 = [...] format")
+    body = text[start:].strip().rstrip(";").strip()
+    try:
+        items = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{name} in the archive is not valid JSON after its header: {e}") from None
+    if not isinstance(items, list):
+        raise BadInput(f"{name} in the archive does not hold a list of posts")
+    out = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("tweet"), dict):
+            item = item["tweet"]
+        if isinstance(item, dict):
+            out.append(item)
+    return out
+
+
+def _created(value: object) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:  # "Wed Oct 10 20:19:24 +0000 2018"
+        return _dt.datetime.strptime(value, "%a %b %d %H:%M:%S %z %Y").isoformat()
+    except ValueError:
+        return value
+
+
+def to_raw_post(tweet: dict) -> RawPost | None:
+    text = tweet.get("full_text", tweet.get("text"))
+    if not isinstance(text, str):
+        return None
+    retweeted = tweet.get("retweeted") is True or text.startswith("RT @") or "retweeted_status" in tweet
+    reply = any(tweet.get(k) not in (None, "") for k in (
+        "in_reply_to_status_id", "in_reply_to_status_id_str", "in_reply_to_user_id", "in_reply_to_user_id_str"))
+    tid = tweet.get("id_str", tweet.get("id"))
+    return RawPost(text=text, id=str(tid) if tid is not None else None,
+                   created_at=_created(tweet.get("created_at")), is_retweet=retweeted, is_reply=reply)
+
+
+def _tweet_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The tweets files of one export, part0 first.
+
+    Looked for in ``data/`` (the export), at the top of the zip (older
+    exports), or one folder down (someone zipped the extracted folder again).
+    """
+    groups: dict[tuple[str, str], list[tuple[int, zipfile.ZipInfo]]] = {}
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        directory, base = posixpath.split(info.filename.replace("\\", "/"))
+        m = TWEETS_FILE.match(base)
+        if not m:
+            continue
+        parts = [p for p in directory.split("/") if p]
+        if len(parts) > 2 or (len(parts) == 2 and parts[1] != "data"):
+            continue
+        part = int(m.group(2)) if m.group(2) else 0
+        groups.setdefault((directory, m.group(1)), []).append((part, info))
+    if not groups:
+        return []
+    # tweets*.js before the older tweet*.js, data/ before other folders, shallow first
+    best = min(groups, key=lambda k: (k[1] != "tweets", not k[0].rstrip("/").endswith("data"), k[0].count("/")))
+    return [info for _, info in sorted(groups[best], key=lambda pi: pi[0])]
+
+
+class ArchiveSource:
+    name = "archive"
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.max_bytes = max_bytes
+
+    def fetch(self, *, handle: str | None = None, file: Path | None = None, base_url: str | None = None,
+              limit: int | None = None, on_progress: ProgressFn | None = None,
+              max_bytes: int | None = None) -> list[RawPost]:
+        path = need_file(file, "archive")
+        limit = check_limit(limit, None)
+        max_bytes = self.max_bytes if max_bytes is None else max_bytes
+
+        if path.suffix.lower() == ".js":  # a tweets.js taken out of the export
+            if path.stat().st_size > max_bytes:
+                raise BadInput(f"{path.name} is over the size limit of {max_bytes:,} bytes")
+            return self._collect([(path.name, path.read_bytes())], limit, on_progress)
+
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError):
+            raise BadInput(f"{path.name} is not a zip file: give the .zip X sends you (Settings > "
+                           "Your account > Download an archive of your data)") from None
+        with zf:
+            check_zip(zf, max_bytes)
+            members = _tweet_members(zf)
+            if not members:
+                raise BadInput(f"no posts in {path.name}: looked for {LOOKED_FOR} and found none; "
+                               "is this your X data export?")
+            budget = max_bytes
+            blobs = []
+            try:
+                for info in members:
+                    data = _read_member(zf, info, budget)
+                    budget -= len(data)
+                    blobs.append((info.filename, data))
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as e:
+                raise BadInput(f"{path.name} could not be read: {e}") from None
+        return self._collect(blobs, limit, on_progress)
+
+    @staticmethod
+    def _collect(blobs: list[tuple[str, bytes]], limit: int | None, on_progress: ProgressFn | None) -> list[RawPost]:
+        posts: list[RawPost] = []
+        for name, data in blobs:
+            for tweet in parse_tweets_js(data, name):
+                post = to_raw_post(tweet)
+                if post is None:
+                    continue
+                posts.append(post)
+                if limit is not None and len(posts) >= limit:
+                    report(on_progress, len(posts))
+                    return posts
+            report(on_progress, len(posts))
+        return posts

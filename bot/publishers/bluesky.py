@@ -1,0 +1,187 @@
+"""Bluesky: atproto's ``AsyncClient`` against the account's PDS.
+
+``com.atproto.server.createSession`` (handle + app password), then
+``com.atproto.repo.createRecord`` of an ``app.bsky.feed.post`` with ``text``
+and ``createdAt``. No session is kept between posts (createSession allows
+30 per 5 minutes, 300 a day: far more than a posting schedule needs), so no
+token outlives a call.
+
+Exactly-once on retries: the record key (a TID) is chosen by us and reused
+when the same text is published again by the same publisher after a failure;
+before creating the record again we ask ``com.atproto.repo.getRecord`` whether
+the earlier attempt got through (a timeout can hide a success), and if so
+return that post with ``duplicate=True``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import random
+import threading
+import time
+from typing import Any
+
+from .base import (
+    DEFAULT_RATE_LIMIT_WAIT,
+    DEFAULT_TIMEOUT,
+    AuthError,
+    PostResult,
+    PublishError,
+    RateLimited,
+    Secret,
+    TransientError,
+    redact,
+    short,
+)
+
+CREDENTIAL_NAMES = ("HANDLE", "APP_PASSWORD")
+DEFAULT_BASE_URL = "https://bsky.social"
+COLLECTION = "app.bsky.feed.post"
+_AUTH_ERRORS = {
+    "AuthenticationRequired", "InvalidToken", "ExpiredToken", "AccountTakedown",
+    "AccountDeactivated", "AuthFactorTokenRequired", "InvalidPassword",
+}
+_B32 = "234567abcdefghijklmnopqrstuvwxyz"
+_tid_lock = threading.Lock()
+_last_tid_us = 0
+_clock_id = random.getrandbits(10)
+
+
+def new_tid() -> str:
+    """A fresh AT Protocol TID: 53 bits of microseconds and a 10-bit clock id, base32-sortable."""
+    global _last_tid_us
+    with _tid_lock:
+        us = max(int(time.time() * 1_000_000), _last_tid_us + 1)
+        _last_tid_us = us
+    n = (us << 10) | _clock_id
+    return "".join(_B32[(n >> (5 * i)) & 31] for i in range(12, -1, -1))
+
+
+class BlueskyPublisher:
+    platform = "bluesky"
+
+    def __init__(self, *, handle: Secret, app_password: Secret, base_url: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT):
+        self._handle = handle
+        self._password = app_password
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.timeout = float(timeout)
+        self._pending: dict[str, str] = {}  # sha256(text) -> rkey of an attempt whose outcome is unknown
+
+    def __repr__(self) -> str:
+        return f"BlueskyPublisher(base_url={self.base_url!r})"
+
+    def _err(self, cls: type[PublishError], message: str, **kw: Any) -> PublishError:
+        return cls(redact(f"Bluesky: {message}", (self._password,)), platform="bluesky", **kw)
+
+    @staticmethod
+    def post_url(handle: str, rkey: str) -> str:
+        return f"https://bsky.app/profile/{handle}/post/{rkey}"
+
+    async def publish(self, text: str) -> PostResult:
+        from atproto_client import AsyncClient, models
+        from atproto_client.request import AsyncRequest
+
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        request = AsyncRequest(timeout=self.timeout)
+        client = AsyncClient(base_url=self.base_url, request=request)
+        sessions: list[Any] = []
+
+        async def on_session(_event: Any, session: Any) -> None:
+            sessions.append(session)
+
+        client.on_session_change(on_session)
+        try:
+            stage = "login"
+            await client.login(self._handle.get(), self._password.get(), fetch_bsky_profile=False)
+            did = sessions[-1].did
+            handle = sessions[-1].handle or self._handle.get()
+            rkey = self._pending.get(key)
+            if rkey is not None:
+                stage = "check"
+                if await self._exists(client, models, did, rkey):
+                    self._pending.pop(key, None)
+                    return PostResult("bluesky", f"at://{did}/{COLLECTION}/{rkey}", self.post_url(handle, rkey), duplicate=True)
+            else:
+                rkey = new_tid()
+            created_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            try:
+                record = models.AppBskyFeedPost.Record(text=text, created_at=created_at)
+            except Exception as exc:  # pydantic validation, e.g. over 3,000 bytes
+                raise self._err(PublishError, f"the post is not valid: {short(exc, 200)}") from None
+            stage = "post"
+            self._pending[key] = rkey
+            response = await client.com.atproto.repo.create_record(
+                models.ComAtprotoRepoCreateRecord.Data(repo=did, collection=COLLECTION, record=record, rkey=rkey)
+            )
+            self._pending.pop(key, None)
+            uri = response.uri
+            rkey = uri.rsplit("/", 1)[-1] or rkey
+            return PostResult("bluesky", uri, self.post_url(handle, rkey))
+        except PublishError:
+            raise
+        except Exception as exc:
+            raise self._map(exc, stage) from None
+        finally:
+            try:
+                await request.close()
+            except Exception:
+                pass
+
+    async def _exists(self, client: Any, models: Any, did: str, rkey: str) -> bool:
+        from atproto_client.exceptions import BadRequestError, RequestErrorBase
+
+        try:
+            await client.com.atproto.repo.get_record(
+                models.ComAtprotoRepoGetRecord.Params(repo=did, collection=COLLECTION, rkey=rkey)
+            )
+            return True
+        except BadRequestError as exc:  # RecordNotFound
+            return False
+        except RequestErrorBase as exc:
+            if exc.response is not None and exc.response.status_code == 404:
+                return False
+            raise
+
+    def _map(self, exc: Exception, stage: str) -> PublishError:
+        from atproto_client import exceptions as ex
+
+        what = {"login": "login (createSession)", "check": "checking an earlier attempt", "post": "createRecord"}[stage]
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        error, message = _xrpc_error(response)
+        detail = short(f"{error}: {message}" if message else (error or type(exc).__name__), 200)
+        if isinstance(exc, ex.RateLimitExceededError):
+            reset = exc.reset_at.timestamp() if exc.reset_at else None
+            if reset is None and exc.retry_after is not None:
+                reset = time.time() + exc.retry_after
+            if reset is None:
+                reset = time.time() + DEFAULT_RATE_LIMIT_WAIT
+            return self._err(RateLimited, f"rate limited during {what} until "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(reset))}", reset_at=reset)
+        if isinstance(exc, ex.InvokeTimeoutError):
+            return self._err(TransientError, f"no answer within {self.timeout:g} s during {what}")
+        if isinstance(exc, ex.UnauthorizedError) or (error in _AUTH_ERRORS):
+            return self._err(AuthError, f"credentials refused during {what}: {detail}", status=status)
+        if isinstance(exc, ex.RequestErrorBase) and status is not None and status >= 500:
+            detail = f": {detail}" if error else ""
+            return self._err(TransientError, f"server error {status} during {what}{detail}", status=status)
+        if isinstance(exc, ex.NetworkError):  # transport failure, or 409/413 which atproto deems retryable
+            cause = detail if response is not None else type(exc.__cause__ or exc).__name__
+            return self._err(TransientError, f"network error during {what}: {cause}", status=status)
+        if isinstance(exc, ex.RequestErrorBase):
+            return self._err(PublishError, f"refused during {what} ({status}): {detail}", status=status)
+        import httpx
+
+        if isinstance(exc, (httpx.TransportError, OSError)):
+            return self._err(TransientError, f"connection failed during {what}: {type(exc).__name__}")
+        return self._err(PublishError, f"{what} failed: {type(exc).__name__}: {short(exc, 200)}")
+
+
+def _xrpc_error(response: Any) -> tuple[str | None, str | None]:
+    content = getattr(response, "content", None)
+    error = getattr(content, "error", None)
+    message = getattr(content, "message", None)
+    if error is None and isinstance(content, dict):
+        error, message = content.get("error"), content.get("message")
+    return error, message

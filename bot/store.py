@@ -97,3 +97,166 @@ class Store:
             "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
         )
+
+    # --- personas ----------------------------------------------------------
+
+    async def get_persona(self, name: str) -> dict | None:
+        row = await self.fetchone("SELECT * FROM personas WHERE name = ?", (name,))
+        return _persona(row) if row else None
+
+    async def list_personas(self, guild_id: int | None = None) -> list[dict]:
+        if guild_id is None:
+            rows = await self.fetchall("SELECT * FROM personas ORDER BY name")
+        else:
+            rows = await self.fetchall("SELECT * FROM personas WHERE guild_id = ? ORDER BY name", (guild_id,))
+        return [_persona(r) for r in rows]
+
+    async def create_persona(self, name: str, **fields: Any) -> dict:
+        fields = _json_fields(fields)
+        cols = ["name", *fields]
+        await self.execute(
+            f"INSERT INTO personas({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            (name, *fields.values()),
+        )
+        return await self.get_persona(name)
+
+    async def update_persona(self, name: str, **fields: Any) -> dict:
+        fields = _json_fields(fields)
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            await self.execute(f"UPDATE personas SET {sets} WHERE name = ?", (*fields.values(), name))
+        return await self.get_persona(name)
+
+    async def delete_persona(self, name: str) -> None:
+        await self.execute("DELETE FROM personas WHERE name = ?", (name,))
+
+    # --- jobs --------------------------------------------------------------
+
+    async def create_job(self, kind: str, persona: str, params: dict, requested_by: int | None,
+                         channel_id: int | None = None) -> int:
+        return await self.execute(
+            "INSERT INTO jobs(kind, persona, params, requested_by, channel_id) VALUES (?, ?, ?, ?, ?)",
+            (kind, persona, json.dumps(params), requested_by, channel_id),
+        )
+
+    async def get_job(self, job_id: int) -> dict | None:
+        row = await self.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(row) if row else None
+
+    async def list_jobs(self, *, active_only: bool = False, limit: int = 20, persona: str | None = None) -> list[dict]:
+        where, params = [], []
+        if active_only:
+            where.append("state IN ('queued', 'running')")
+        if persona:
+            where.append("persona = ?")
+            params.append(persona)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = await self.fetchall(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [_job(r) for r in rows]
+
+    async def update_job(self, job_id: int, **fields: Any) -> None:
+        fields = _json_fields(fields, ("params", "progress", "result"))
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        await self.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
+
+    # --- candidates and votes ---------------------------------------------
+
+    async def add_candidate(self, persona: str, job_id: int | None, text: str, settings: dict,
+                            voting_ends_at: str, created_at: str) -> int:
+        return await self.execute(
+            "INSERT INTO candidates(persona, job_id, text, settings, voting_ends_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (persona, job_id, text, json.dumps(settings), voting_ends_at, created_at),
+        )
+
+    async def get_candidate(self, candidate_id: int) -> dict | None:
+        row = await self.fetchone("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
+        return _candidate(row) if row else None
+
+    async def candidate_by_message(self, message_id: int) -> dict | None:
+        row = await self.fetchone("SELECT * FROM candidates WHERE message_id = ?", (message_id,))
+        return _candidate(row) if row else None
+
+    async def candidates(self, *, persona: str | None = None, states: Iterable[str] = (),
+                         limit: int = 1000) -> list[dict]:
+        where, params = [], []
+        if persona:
+            where.append("persona = ?")
+            params.append(persona)
+        states = list(states)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params += states
+        sql = "SELECT * FROM candidates" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_candidate(r) for r in await self.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))]
+
+    async def update_candidate(self, candidate_id: int, **fields: Any) -> None:
+        fields = _json_fields(fields, ("settings", "flags"))
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        await self.execute(f"UPDATE candidates SET {sets} WHERE id = ?", (*fields.values(), candidate_id))
+
+    async def member_reactions(self, candidate_id: int) -> dict[int, set[str]]:
+        rows = await self.fetchall("SELECT member_id, emoji FROM reactions WHERE candidate_id = ?", (candidate_id,))
+        found: dict[int, set[str]] = {}
+        for member_id, emoji in rows:
+            found.setdefault(member_id, set()).add(emoji)
+        return found
+
+    async def set_reaction(self, candidate_id: int, member_id: int, emoji: str, present: bool) -> None:
+        if present:
+            await self.execute("INSERT OR IGNORE INTO reactions VALUES (?, ?, ?)", (candidate_id, member_id, emoji))
+        else:
+            await self.execute("DELETE FROM reactions WHERE candidate_id = ? AND member_id = ? AND emoji = ?",
+                               (candidate_id, member_id, emoji))
+
+    async def replace_reactions(self, candidate_id: int, reactions: dict[int, set[str]]) -> None:
+        """Start-up reconciliation: the message's reactions are the truth."""
+        await self.db.execute("BEGIN")
+        try:
+            await self.db.execute("DELETE FROM reactions WHERE candidate_id = ?", (candidate_id,))
+            await self.db.executemany(
+                "INSERT INTO reactions VALUES (?, ?, ?)",
+                [(candidate_id, m, e) for m, emojis in reactions.items() for e in emojis],
+            )
+            await self.db.execute("COMMIT")
+        except Exception:
+            await self.db.execute("ROLLBACK")
+            raise
+
+    async def set_votes(self, candidate_id: int, votes: dict[int, int], score: int) -> None:
+        """Record each member's net vote and the candidate's score in one transaction."""
+        await self.db.execute("BEGIN")
+        try:
+            await self.db.execute("DELETE FROM votes WHERE candidate_id = ?", (candidate_id,))
+            await self.db.executemany(
+                "INSERT INTO votes(candidate_id, member_id, value) VALUES (?, ?, ?)",
+                [(candidate_id, m, v) for m, v in votes.items() if v],
+            )
+            await self.db.execute("UPDATE candidates SET score = ? WHERE id = ?", (score, candidate_id))
+            await self.db.execute("COMMIT")
+        except Exception:
+            await self.db.execute("ROLLBACK")
+            raise
+
+
+def _json_fields(fields: dict, names: Iterable[str] = ("sources", "rules", "schedule", "targets")) -> dict:
+    return {k: (json.dumps(v) if k in names and not isinstance(v, str) else v) for k, v in fields.items()}
+
+
+def _loads(row, names: Iterable[str]) -> dict:
+    data = dict(row)
+    for name in names:
+        if data.get(name) is not None:
+            data[name] = json.loads(data[name])
+    return data
+
+
+def _persona(row) -> dict:
+    return _loads(row, ("sources", "rules", "schedule", "targets"))
+
+
+def _job(row) -> dict:
+    return _loads(row, ("params", "progress", "result"))
+
+
+def _candidate(row) -> dict:
+    return _loads(row, ("settings", "flags"))

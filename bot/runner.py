@@ -1,0 +1,87 @@
+"""Process orchestration: the bot, and `run` = bot + an embedded worker process."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from bot.config import Config, discord_token
+from bot.logs import setup_logging
+
+log = logging.getLogger("parodybot.runner")
+
+
+async def serve_bot(cfg: Config, token: str) -> None:
+    from bot.client import ParodyBot
+
+    bot = ParodyBot(cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    async with bot:
+        await bot.start(token)
+
+
+def run_bot(cfg: Config) -> None:
+    setup_logging(cfg.log_level)
+    token = discord_token()
+    asyncio.run(serve_bot(cfg, token))
+
+
+class EmbeddedWorker:
+    """Keeps one `parodybot worker` child alive next to the bot; restarts it if it dies."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.proc: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._supervise, name="embedded-worker", daemon=True)
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "bot", "worker"]
+        if self.cfg.source:
+            cmd += ["--config", str(self.cfg.source)]
+        return cmd
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _supervise(self) -> None:
+        backoff = 1.0
+        env = dict(os.environ, PARODYBOT_DATA_DIR=str(self.cfg.data_path))
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            self.proc = subprocess.Popen(self.command(), env=env)
+            code = self.proc.wait()
+            if self.stopping.is_set():
+                return
+            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 60)
+            log.warning("embedded worker exited with %s; restarting in %.0f s", code, backoff)
+            self.stopping.wait(backoff)
+
+    def stop(self, timeout: float = 20) -> None:
+        self.stopping.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # Huey: finish or checkpoint, then exit
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def run_all(cfg: Config) -> None:
+    setup_logging(cfg.log_level)
+    token = discord_token()  # fail before starting anything
+    worker = EmbeddedWorker(cfg) if cfg.worker.embedded else None
+    if worker:
+        worker.start()
+    try:
+        asyncio.run(serve_bot(cfg, token))
+    finally:
+        if worker:
+            worker.stop()

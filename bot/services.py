@@ -1,0 +1,29 @@
+"""What the slash commands and the admin CLI both call: one place for each action."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bot import __version__, contract
+from bot.store import Store
+
+HEARTBEAT_FRESH_S = 20  # the worker beats every 5 s
+
+
+async def status(store: Store, queue, started_at: float) -> dict:
+    """Bot version, uptime, database and worker state as far as the bot knows."""
+    db_ok = await store.healthy()
+    beat, waiting = await asyncio.to_thread(lambda: (contract.last_heartbeat(queue), len(queue)))
+    if beat is None:
+        worker = {"state": "not seen", "detail": "no worker has reported yet (start one with `parodybot worker`)"}
+    else:
+        age = time.time() - beat["at"]
+        state = "online" if age < HEARTBEAT_FRESH_S else "offline"
+        worker = {"state": state, "last_seen_s": round(age, 1), "busy": beat.get("busy", [])}
+    return {
+        "version": __version__,
+        "uptime_s": round(time.time() - started_at, 1),
+        "database": {"ok": db_ok, "schema_version": await store.schema_version()},
+        "worker": worker,
+        "queue": {"waiting": waiting},
+    }

@@ -1,0 +1,240 @@
+"""Curation: each candidate is a message; members vote with reactions.
+
+Votes come from raw reaction events, so messages need not be cached. At
+start-up every candidate still voting is reconciled from its message's
+reactions, so what members did while the bot was down counts.
+"""
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord.ext import commands, tasks
+
+from bot import curation
+from bot.candidates import Curation as CurationService
+from bot.candidates import parse_iso, rules_for
+
+log = logging.getLogger("parodybot.curation")
+
+STATE_LINE = {
+    "voting": "🗳️ voting",
+    "approved": "✅ approved",
+    "rejected": "❌ rejected",
+    "expired": "⌛ expired (the voting window ended without approval)",
+    "posting": "📤 posting…",
+    "posted": "📤 posted",
+    "failed": "⚠️ posting failed",
+}
+STATE_COLOUR = {"voting": 0x5865F2, "approved": 0x57F287, "rejected": 0xED4245, "expired": 0x99AAB5,
+                "posting": 0xFEE75C, "posted": 0x57F287, "failed": 0xED4245}
+
+
+def render_candidate(cand: dict, rules: curation.VoteRules, position: int | None = None,
+                     links: list[str] | None = None) -> discord.Embed:
+    embed = discord.Embed(description=cand["text"], colour=STATE_COLOUR.get(cand["state"], 0))
+    embed.set_author(name=f"{cand['persona']} · candidate #{cand['id']}")
+    state = STATE_LINE.get(cand["state"], cand["state"])
+    if cand["state"] == "voting":
+        ends = int(parse_iso(cand["created_at"]).timestamp() + rules.window_seconds)
+        state += (f": {rules.approve_emoji} to approve ({rules.approve_at} net needed), "
+                  f"{rules.reject_emoji} to reject; window closes <t:{ends}:R>")
+    elif cand["state"] == "approved" and position:
+        state += f": #{position} in the posting queue"
+    if links:
+        state += "\n" + "\n".join(links)
+    embed.add_field(name="State", value=state, inline=False)
+    embed.add_field(name="Score", value=str(cand["score"]))
+    settings = cand.get("settings") or {}
+    shown = " · ".join(f"{k} {v}" for k, v in settings.items() if k in ("temperature", "top_p", "model", "job"))
+    if shown:
+        embed.set_footer(text=shown)
+    return embed
+
+
+class Curation(commands.Cog):
+    def __init__(self, bot):
+        self.bot = bot
+        self.service = CurationService(bot.store)
+        self.reconciled = False
+        self.windows.start()
+
+    async def cog_unload(self) -> None:
+        self.windows.cancel()
+
+    # --- rules -------------------------------------------------------------
+
+    def role_ids(self, guild_id: int | None) -> dict[str, int]:
+        guild = self.bot.get_guild(guild_id) if guild_id else None
+        return {r.name: r.id for r in guild.roles} if guild else {}
+
+    async def rules_of_persona(self, name: str) -> curation.VoteRules:
+        persona = await self.bot.store.get_persona(name)
+        return rules_for(persona, self.bot.cfg.curation, role_ids=self.role_ids((persona or {}).get("guild_id")))
+
+    # --- candidates --------------------------------------------------------
+
+    async def add_from_job(self, job: dict, items: list[dict]) -> None:
+        """Store a generate job's candidates (once) and post each for voting."""
+        existing = await self.bot.store.fetchone("SELECT COUNT(*) FROM candidates WHERE job_id = ?", (job["id"],))
+        if existing[0] == 0 and items:
+            rules = await self.rules_of_persona(job["persona"])
+            settings = {k: job["params"].get(k) for k in ("temperature", "top_p")}
+            settings["job"] = job["id"]
+            await self.service.add(job["persona"], job["id"],
+                                   [(c["text"], dict(settings, **(c.get("settings") or {}))) for c in items], rules)
+        await self.post_unsent(job["persona"], fallback_channel=job["channel_id"])
+
+    async def post_unsent(self, persona_name: str, fallback_channel: int | None = None) -> None:
+        persona = await self.bot.store.get_persona(persona_name)
+        channel_id = (persona or {}).get("curation_channel_id") or fallback_channel
+        if not channel_id:
+            log.warning("persona %s has no curation channel; candidates wait", persona_name)
+            return
+        rules = await self.rules_of_persona(persona_name)
+        channel = self.bot.get_partial_messageable(channel_id)
+        for cand in await self.bot.store.candidates(persona=persona_name, states=["voting"]):
+            if cand["message_id"]:
+                continue
+            message = await channel.send(embed=render_candidate(cand, rules))
+            await self.bot.store.update_candidate(cand["id"], message_id=message.id, channel_id=channel_id)
+            for emoji in rules.vote_emojis:
+                await message.add_reaction(emoji)
+
+    async def refresh_message(self, cand: dict, links: list[str] | None = None) -> None:
+        if not cand.get("message_id"):
+            return
+        rules = await self.rules_of_persona(cand["persona"])
+        position = await self.service.queue_position(cand)
+        message = self.bot.get_partial_messageable(cand["channel_id"]).get_partial_message(cand["message_id"])
+        try:
+            await message.edit(embed=render_candidate(cand, rules, position, links))
+        except discord.NotFound:
+            log.warning("candidate #%s: its message is gone", cand["id"])
+        if cand["state"] == "approved":
+            # Others' places in the queue moved too.
+            for other in await self.bot.store.candidates(persona=cand["persona"], states=["approved"]):
+                if other["id"] != cand["id"] and other["message_id"]:
+                    pos = await self.service.queue_position(other)
+                    msg = self.bot.get_partial_messageable(other["channel_id"]).get_partial_message(other["message_id"])
+                    await msg.edit(embed=render_candidate(other, rules, pos))
+
+    # --- votes -------------------------------------------------------------
+
+    async def _on_reaction(self, payload: discord.RawReactionActionEvent, added: bool) -> None:
+        if payload.guild_id is None or payload.user_id == self.bot.user.id:
+            return
+        member = payload.member
+        cand, changed = await self.service.react(
+            payload.message_id, payload.user_id, str(payload.emoji), added,
+            lambda c: rules_for(self._persona_cache.get(c["persona"]), self.bot.cfg.curation,
+                                role_ids=self.role_ids(payload.guild_id)),
+            member_is_bot=bool(member and member.bot),
+            member_roles=[r.id for r in member.roles] if member else None,
+            manage_messages=bool(member and member.guild_permissions.manage_messages),
+        ) if await self._load_persona_for(payload.message_id) else (None, False)
+        if changed:
+            await self.refresh_message(cand)
+
+    _persona_cache: dict = {}
+
+    async def _load_persona_for(self, message_id: int) -> bool:
+        cand = await self.bot.store.candidate_by_message(message_id)
+        if cand is None:
+            return False
+        self._persona_cache[cand["persona"]] = await self.bot.store.get_persona(cand["persona"])
+        return True
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._on_reaction(payload, True)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._on_reaction(payload, False)
+
+    # --- start-up reconciliation and the voting window ----------------------
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        if self.reconciled:
+            return
+        self.reconciled = True
+        try:
+            await self.reconcile_all()
+        except Exception:
+            log.exception("reconciling votes at start-up failed")
+
+    async def reconcile_all(self) -> None:
+        for cand in await self.bot.store.candidates(states=["voting"]):
+            if not cand["message_id"]:
+                continue
+            await self.reconcile(cand)
+        for persona in await self.bot.store.list_personas():
+            await self.post_unsent(persona["name"])
+
+    async def reconcile(self, cand: dict) -> None:
+        persona = await self.bot.store.get_persona(cand["persona"])
+        guild = self.bot.get_guild((persona or {}).get("guild_id") or 0)
+        rules = rules_for(persona, self.bot.cfg.curation, role_ids=self.role_ids(guild.id if guild else None))
+        channel = self.bot.get_partial_messageable(cand["channel_id"])
+        try:
+            message = await channel.fetch_message(cand["message_id"])
+        except discord.NotFound:
+            log.warning("candidate #%s: its message is gone; leaving it as it is", cand["id"])
+            return
+        users_by_emoji: dict[str, list[int]] = {}
+        is_bot: dict[int, bool] = {}
+        for reaction in message.reactions:
+            emoji = str(reaction.emoji)
+            if emoji not in (*rules.vote_emojis, rules.force_approve_emoji, rules.force_reject_emoji):
+                continue
+            async for user in reaction.users():
+                users_by_emoji.setdefault(emoji, []).append(user.id)
+                is_bot[user.id] = user.bot or user.id == self.bot.user.id
+        members: dict[int, discord.Member | None] = {}
+
+        async def member(uid: int) -> discord.Member | None:
+            if uid not in members and guild is not None:
+                try:
+                    members[uid] = guild.get_member(uid) or await guild.fetch_member(uid)
+                except discord.NotFound:
+                    members[uid] = None
+            return members.get(uid)
+
+        eligible: dict[int, bool] = {}
+        for uid in {u for users in users_by_emoji.values() for u in users}:
+            roles = []
+            if rules.voter_role_id is not None or rules.curator_role_id is not None:
+                m = await member(uid)
+                roles = [r.id for r in m.roles] if m else []
+            eligible[uid] = curation.counts(is_bot[uid], roles, rules)
+        forced = None
+        for emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
+            for uid in users_by_emoji.get(emoji, []):
+                m = await member(uid)
+                if m and curation.may_force(is_bot[uid], [r.id for r in m.roles], rules,
+                                            manage_messages=m.guild_permissions.manage_messages):
+                    forced = curation.forced_decision(emoji, may_force=True, rules=rules)
+        cand, changed = await self.service.reconcile(cand, users_by_emoji, rules, lambda uid: eligible.get(uid, False), forced)
+        if changed:
+            await self.refresh_message(cand)
+
+    @tasks.loop(seconds=30)
+    async def windows(self) -> None:
+        async def rules_of(cand):
+            return await self.rules_of_persona(cand["persona"])
+
+        personas = {p["name"]: p for p in await self.bot.store.list_personas()}
+        rules = {name: rules_for(p, self.bot.cfg.curation, role_ids=self.role_ids(p.get("guild_id"))) for name, p in personas.items()}
+        default = rules_for(None, self.bot.cfg.curation)
+        for cand in await self.service.close_windows(lambda c: rules.get(c["persona"], default)):
+            await self.refresh_message(cand)
+
+    @windows.before_loop
+    async def _wait_ready(self) -> None:
+        await self.bot.wait_until_ready()
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(Curation(bot))

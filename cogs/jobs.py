@@ -1,0 +1,164 @@
+"""/jobs, /cancel, and the tracker that keeps each job's progress message up to date.
+
+The tracker polls the jobs the bot follows (from the database, so a restarted
+bot picks them up again) and edits each job's message when its progress
+changed, at most once per `discord.progress_edit_interval`.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands, tasks
+
+from bot import contract
+from bot.charts import loss_curve_png
+from cogs.common import counts_text, duration, job_autocomplete, progress_bar, refuse, require_operator
+
+log = logging.getLogger("parodybot.jobs")
+
+STATE_ICON = {"queued": "⏳", "running": "⚙️", "done": "✅", "failed": "⚠️", "cancelled": "🛑"}
+
+
+def render_job(job: dict) -> str:
+    """The progress message of a job, as members see it."""
+    p = job.get("progress") or {}
+    head = f"{STATE_ICON.get(job['state'], '')} Job #{job['id']} · {job['kind']} **{job['persona']}**"
+    lines = [head]
+    state = job["state"]
+    if state == "queued":
+        lines.append("queued: waiting for the worker")
+    phase = p.get("phase")
+    if "fetched" in p:
+        lines.append(f"📥 fetched {p['fetched']:,} posts")
+    if "kept" in p:
+        lines.append(f"🧹 cleaned: kept {p['kept']:,}; dropped {counts_text(p.get('dropped') or {})}")
+    if phase == "loading" and state == "running":
+        lines.append("🧠 loading the model…")
+    if "step" in p and p.get("steps"):
+        frac = p["step"] / p["steps"]
+        eta = f" · ETA {duration(p.get('eta'))}" if state == "running" else ""
+        lines.append(
+            f"🧠 `{progress_bar(frac)}` step {p['step']}/{p['steps']} · loss {p.get('loss', 0):.2f}"
+            f" (avg {p.get('avg_loss', p.get('loss', 0)):.2f}){eta}"
+        )
+    if phase == "generating" and state == "running":
+        lines.append("🎲 generating…")
+    result = job.get("result") or p.get("result") or {}
+    if state == "done" and job["kind"] == "train":
+        loss = result.get("final_loss")
+        lines.append(f"done: {result.get('steps_done', p.get('step', '?'))} steps, final loss {loss:.2f}" if loss is not None else "done")
+    if state == "done" and job["kind"] == "generate":
+        n = len(result.get("candidates") or [])
+        lines.append(f"done: {n} candidate(s) for voting; filtered out {counts_text(result.get('dropped') or {})}")
+    if state == "cancelled":
+        step = result.get("steps_done") or p.get("step")
+        lines.append(f"cancelled{f' at step {step} (checkpoint saved)' if step else ''}")
+    if state == "failed":
+        lines.append(f"failed: {job.get('error') or p.get('error') or 'unknown error (see the worker log)'}")
+    return "\n".join(lines)
+
+
+def samples_embed(result: dict) -> discord.Embed | None:
+    samples = [s for s in (result.get("samples") or []) if s.strip()][:3]
+    if not samples:
+        return None
+    embed = discord.Embed(title="Sample outputs", colour=discord.Colour.blurple())
+    for i, text in enumerate(samples, 1):
+        embed.add_field(name=f"Sample {i}", value=text[:1000], inline=False)
+    return embed
+
+
+class Jobs(commands.Cog):
+    def __init__(self, bot):
+        self.bot = bot
+        self.tracker.change_interval(seconds=bot.cfg.discord.progress_edit_interval)
+        self.tracker.start()
+
+    async def cog_unload(self) -> None:
+        self.tracker.cancel()
+
+    @tasks.loop(seconds=1.0)
+    async def tracker(self) -> None:
+        for job in await self.bot.store.list_jobs(active_only=True, limit=100):
+            try:
+                job, changed = await self.bot.jobs.refresh(job)
+                if changed and job["state"] not in contract.FINAL_STATES:
+                    await self.edit_message(job, content=render_job(job))
+            except Exception:
+                log.exception("following job #%s failed", job["id"])
+        # A job that ended before /train stored its message id waits a little for it.
+        for row in await self.bot.store.fetchall(
+            "SELECT id FROM jobs WHERE state IN ('done', 'failed', 'cancelled') AND delivered = 0"
+            " AND (message_id IS NOT NULL OR channel_id IS NULL OR finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 seconds'))"
+        ):
+            try:
+                await self.deliver(await self.bot.store.get_job(row[0]))
+            except Exception:
+                log.exception("delivering job #%s failed", row[0])
+
+    @tracker.before_loop
+    async def _wait_ready(self) -> None:
+        await self.bot.wait_until_ready()
+
+    async def edit_message(self, job: dict, **kwargs) -> None:
+        if not job["channel_id"] or not job["message_id"]:
+            return
+        message = self.bot.get_partial_messageable(job["channel_id"]).get_partial_message(job["message_id"])
+        try:
+            await message.edit(**kwargs)
+        except discord.NotFound:
+            log.warning("job #%s: its progress message is gone", job["id"])
+
+    async def deliver(self, job: dict) -> None:
+        """A job ended: its final message (chart, samples), and candidates to vote on."""
+        result = job.get("result") or {}
+        kwargs: dict = {"content": render_job(job)}
+        if job["kind"] == "train" and job["state"] == "done":
+            png = await asyncio.to_thread(loss_curve_png, result.get("losses") or (job["progress"] or {}).get("losses") or [],
+                                          f"{job['persona']}: finetuning loss")
+            kwargs["attachments"] = [discord.File(io.BytesIO(png), filename=f"loss-{job['persona']}-job{job['id']}.png")]
+            embed = samples_embed(result)
+            if embed:
+                kwargs["embed"] = embed
+        if job["kind"] == "generate" and job["state"] == "done":
+            curation = self.bot.get_cog("Curation")
+            await curation.add_from_job(job, result.get("candidates") or [])
+        await self.edit_message(job, **kwargs)
+        await self.bot.store.update_job(job["id"], delivered=1)
+
+    # --- commands ----------------------------------------------------------
+
+    @app_commands.command(name="jobs", description="Jobs waiting, running and recently finished")
+    async def jobs(self, interaction: discord.Interaction) -> None:
+        jobs = await self.bot.store.list_jobs(limit=15)
+        if not jobs:
+            await interaction.response.send_message("No jobs yet. `/train` starts one.", ephemeral=True)
+            return
+        lines = []
+        for job in jobs:
+            p = job.get("progress") or {}
+            extra = f" · step {p['step']}/{p['steps']}" if job["state"] == "running" and p.get("steps") else ""
+            lines.append(f"{STATE_ICON.get(job['state'], '')} **#{job['id']}** {job['kind']} {job['persona']} · {job['state']}{extra}")
+        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+
+    @app_commands.command(name="cancel", description="Cancel a queued or running job (training saves a checkpoint)")
+    @app_commands.describe(job="the job to cancel")
+    @app_commands.autocomplete(job=job_autocomplete)
+    async def cancel(self, interaction: discord.Interaction, job: int) -> None:
+        if not await require_operator(interaction):
+            return
+        try:
+            record = await self.bot.jobs.cancel(job)
+        except contract.BadInput as exc:
+            await refuse(interaction, str(exc))
+            return
+        word = "cancelled" if record["state"] == "cancelled" else "cancelling (the worker saves a checkpoint first)"
+        await interaction.response.send_message(f"Job #{job}: {word}.")
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(Jobs(bot))

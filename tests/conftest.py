@@ -1,0 +1,179 @@
+"""Shared fixtures: a local Discord stand-in with a small server of friends, the
+real bot connected to it with a temporary data dir, and a real worker process."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config
+from discord_standin import DiscordStandin, Perm
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class World:
+    """The Discord server the tests play in."""
+
+    standin: DiscordStandin
+    guild: object
+    general: object
+    curation: object
+    log: object
+    operator_role: object
+    voter_role: object
+    curator_role: object
+    alice: object  # operator
+    bob: object
+    carol: object
+    dave: object
+    erin: object
+    helper_bot: object  # another bot in the server: never counts
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "data"
+    monkeypatch.setenv("PARODYBOT_DATA_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+async def world():
+    standin = DiscordStandin()
+    await standin.start()
+    guild = standin.add_guild("Friends")
+    operator = standin.add_role(guild, "parodybot-operator")
+    voter = standin.add_role(guild, "voter")
+    curator = standin.add_role(guild, "curator")
+    w = World(
+        standin=standin, guild=guild,
+        general=standin.add_channel(guild, "general"),
+        curation=standin.add_channel(guild, "curation"),
+        log=standin.add_channel(guild, "bot-log"),
+        operator_role=operator, voter_role=voter, curator_role=curator,
+        alice=standin.add_member(guild, "alice", roles=[operator]),
+        bob=standin.add_member(guild, "bob", roles=[voter]),
+        carol=standin.add_member(guild, "carol", roles=[voter]),
+        dave=standin.add_member(guild, "dave", roles=[voter]),
+        erin=standin.add_member(guild, "erin"),
+        helper_bot=standin.add_member(guild, "otherbot", bot=True),
+    )
+    try:
+        yield w
+    finally:
+        await standin.stop()
+
+
+def config_for(world: World, **sections) -> Config:
+    """Embedded defaults, pointed at the stand-in, fast progress edits."""
+    discord = {
+        "api_base": world.standin.api_base,
+        "gateway_url": world.standin.gateway_url,
+        "guild_ids": [world.guild.id],
+        "attachment_hosts": [world.standin.cdn_host],
+        "progress_edit_interval": 0.2,
+    }
+    discord.update(sections.pop("discord", {}))
+    return Config.model_validate({"discord": discord, **sections})
+
+
+class BotHandle:
+    """Start, stop and restart the real bot in this event loop."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.bot = None
+        self.task = None
+
+    async def start(self, cfg: Config | None = None):
+        from bot.client import ParodyBot
+
+        self.cfg = cfg or getattr(self, "cfg", None) or config_for(self.world)
+        self.bot = ParodyBot(self.cfg, guild_ready_timeout=0.05)
+        self.task = asyncio.create_task(self.bot.start(self.world.standin.bot_token))
+        waiter = asyncio.create_task(self.bot.ready_event.wait())
+        done, _ = await asyncio.wait({waiter, self.task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        if self.task in done:
+            waiter.cancel()
+            self.task.result()  # raises what broke start-up
+        assert waiter in done, "the bot did not get ready within 20 s"
+        await self.world.standin.wait_for_commands(["status"], guild=self.world.guild)
+        return self.bot
+
+    async def stop(self):
+        if self.bot is not None:
+            await self.bot.close()
+            try:
+                await asyncio.wait_for(self.task, 10)
+            except (asyncio.CancelledError, Exception):
+                pass
+            self.bot = None
+
+
+@pytest.fixture
+async def bot_handle(world, data_dir):
+    handle = BotHandle(world)
+    try:
+        yield handle
+    finally:
+        await handle.stop()
+
+
+@pytest.fixture
+async def bot(bot_handle):
+    return await bot_handle.start()
+
+
+class WorkerProcess:
+    """A real `parodybot worker` process on the same data dir (embedded SQLite queue)."""
+
+    def __init__(self, data_dir: Path, config: Path | None = None):
+        self.data_dir = data_dir
+        self.config = config
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / "worker.log"
+
+    def start(self) -> "WorkerProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "bot", "worker"] + (["--config", str(self.config)] if self.config else [])
+        env = dict(os.environ, PARODYBOT_DATA_DIR=str(self.data_dir), TF_CPP_MIN_LOG_LEVEL="2")
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything it started (a training child included)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def worker(data_dir):
+    proc = WorkerProcess(data_dir).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

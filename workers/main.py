@@ -1,0 +1,80 @@
+"""`parodybot worker`: a Huey consumer running the worker's tasks.
+
+The worker needs nothing but the queue: it never opens the bot's database.
+A job that was running when the worker died is found at the next start (its
+marker is still in <worker_dir>/runs/) and queued again under the same id;
+training then resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+from bot import contract
+from bot.config import Config
+from bot.logs import setup_logging
+
+log = logging.getLogger("parodybot.worker")
+
+HEARTBEAT_S = 5
+
+
+def runs_dir(cfg: Config) -> Path:
+    path = cfg.worker_dir / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def requeue_interrupted(huey, cfg: Config) -> list[str]:
+    """Queue again the jobs whose run markers survived a crash."""
+    requeued = []
+    for marker in sorted(runs_dir(cfg).glob("*.json")):
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable run marker %s", marker.name)
+            continue
+        contract.enqueue(huey, record["task"], dict(record["payload"], resumed=True), task_id=record["id"])
+        requeued.append(record["id"])
+        log.info("re-queued interrupted %s job %s", record["task"], record["id"])
+    return requeued
+
+
+def run_worker(cfg: Config) -> None:
+    setup_logging(cfg.log_level)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from workers.tasks import Tasks
+
+    tasks = Tasks(cfg)
+    huey = contract.open_queue(cfg.queue_url, tasks.handlers())
+    tasks.huey = huey
+    requeue_interrupted(huey, cfg)
+
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.is_set():
+            try:
+                contract.beat(huey, {"pid": os.getpid(), "busy": tasks.busy()})
+            except Exception:  # the queue may be briefly unavailable (Redis restart)
+                log.exception("heartbeat failed")
+            stop.wait(HEARTBEAT_S)
+
+    threading.Thread(target=heartbeat, name="heartbeat", daemon=True).start()
+    consumer = huey.create_consumer(workers=cfg.worker.concurrency, worker_type="thread", periodic=False)
+    log.info("worker ready: queue %s, data %s", _safe_url(cfg.queue_url), cfg.worker_dir)
+    try:
+        consumer.run()
+    finally:
+        stop.set()
+
+
+def _safe_url(url: str) -> str:
+    # redis://:password@host -> redis://***@host
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,6 +1,8 @@
 """The bot's state: one SQLite file through aiosqlite, WAL, numbered migrations."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 from importlib import resources
@@ -24,6 +26,19 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self.db = db
         self.path = path
+        # One connection: transactions from concurrent tasks must not interleave.
+        self._tx_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self):
+        async with self._tx_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
 
     @classmethod
     async def open(cls, path: Path) -> "Store":
@@ -210,32 +225,22 @@ class Store:
 
     async def replace_reactions(self, candidate_id: int, reactions: dict[int, set[str]]) -> None:
         """Start-up reconciliation: the message's reactions are the truth."""
-        await self.db.execute("BEGIN")
-        try:
-            await self.db.execute("DELETE FROM reactions WHERE candidate_id = ?", (candidate_id,))
-            await self.db.executemany(
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM reactions WHERE candidate_id = ?", (candidate_id,))
+            await db.executemany(
                 "INSERT INTO reactions VALUES (?, ?, ?)",
                 [(candidate_id, m, e) for m, emojis in reactions.items() for e in emojis],
             )
-            await self.db.execute("COMMIT")
-        except Exception:
-            await self.db.execute("ROLLBACK")
-            raise
 
     async def set_votes(self, candidate_id: int, votes: dict[int, int], score: int) -> None:
         """Record each member's net vote and the candidate's score in one transaction."""
-        await self.db.execute("BEGIN")
-        try:
-            await self.db.execute("DELETE FROM votes WHERE candidate_id = ?", (candidate_id,))
-            await self.db.executemany(
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM votes WHERE candidate_id = ?", (candidate_id,))
+            await db.executemany(
                 "INSERT INTO votes(candidate_id, member_id, value) VALUES (?, ?, ?)",
                 [(candidate_id, m, v) for m, v in votes.items() if v],
             )
-            await self.db.execute("UPDATE candidates SET score = ? WHERE id = ?", (score, candidate_id))
-            await self.db.execute("COMMIT")
-        except Exception:
-            await self.db.execute("ROLLBACK")
-            raise
+            await db.execute("UPDATE candidates SET score = ? WHERE id = ?", (score, candidate_id))
 
 
 def _json_fields(fields: dict, names: Iterable[str] = ("sources", "rules", "schedule", "targets")) -> dict:

@@ -39,12 +39,13 @@ def render_candidate(cand: dict, rules: curation.VoteRules, position: int | None
         ends = int(parse_iso(cand["created_at"]).timestamp() + rules.window_seconds)
         state += (f": {rules.approve_emoji} to approve ({rules.approve_at} net needed), "
                   f"{rules.reject_emoji} to reject; window closes <t:{ends}:R>")
-    elif cand["state"] == "approved" and position:
+    else:
+        state += f" (net {cand['score']:+d})"
+    if cand["state"] == "approved" and position:
         state += f": #{position} in the posting queue"
     if links:
         state += "\n" + "\n".join(links)
     embed.add_field(name="State", value=state, inline=False)
-    embed.add_field(name="Score", value=str(cand["score"]))
     settings = cand.get("settings") or {}
     shown = " · ".join(f"{k} {v}" for k, v in settings.items() if k in ("temperature", "top_p", "model", "job"))
     if shown:

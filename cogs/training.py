@@ -113,6 +113,8 @@ class Training(commands.Cog):
         record = await require_persona(interaction, persona)
         if record is None:
             return
+        # Acknowledge first: queueing may wait on a busy queue, the 3-second window does not.
+        await interaction.response.defer(thinking=True)
         gen = self.bot.cfg.generation
         platforms = [t["platform"] for t in record["targets"] if t["platform"] != "outbox"] or ["x"]
         earlier = [r[0] for r in await self.bot.store.fetchall(
@@ -122,8 +124,7 @@ class Training(commands.Cog):
         job = await self.bot.jobs.submit("generate", persona, params, requested_by=interaction.user.id,
                                          channel_id=interaction.channel_id,
                                          payload_extra={"earlier_candidates": earlier, "blocklist": gen.blocklist})
-        await interaction.response.send_message(render_job(job))
-        message = await interaction.original_response()
+        message = await interaction.edit_original_response(content=render_job(job))
         await self.bot.store.update_job(job["id"], message_id=message.id)
 
 

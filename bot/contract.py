@@ -40,6 +40,10 @@ class BadInput(ValueError):
     """Input a person gave that we refuse; the message says what to do."""
 
 
+class WorkFailed(RuntimeError):
+    """Work on the worker failed for a reason worth showing as it is (no traceback)."""
+
+
 def check_persona_name(name: str) -> str:
     """Persona names end up in paths, so nothing but [a-z0-9_]{1,32} passes."""
     if not isinstance(name, str) or not PERSONA_NAME.fullmatch(name):

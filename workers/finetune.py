@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bot.contract import BadInput, check_persona_name
+from bot.contract import BadInput, WorkFailed, check_persona_name
 from workers.models import DOWNLOAD_URL, resolve_model
 from workers.tiny_model import END_TOKEN, START_TOKEN, model_info
 
@@ -52,7 +52,7 @@ GPT2_DEFAULTS = {"learning_rate": 1e-4, "accumulate_gradients": 5}  # gpt-2-simp
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(WorkFailed):
     """The training child failed; the message ends with the last lines of its log."""
 
     def __init__(self, message: str, log_tail: str = "", log_path: str | None = None):

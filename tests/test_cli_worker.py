@@ -1,0 +1,143 @@
+"""The worker's admin commands as a person at a terminal uses them, bad input included.
+
+Every bad input: a clear one-line error, a non-zero exit, no traceback, and
+nothing written outside the data dir.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "bot" / "data" / "demo_corpus.csv"
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """A working directory, a data dir, and a folder of input files."""
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "inputs").mkdir()
+    return tmp_path
+
+
+def parodybot(sandbox: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PARODYBOT_DATA_DIR=str(sandbox / "data"), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True,
+                          env=env, cwd=sandbox / "cwd", timeout=timeout)
+
+
+def files_outside_data(sandbox: Path) -> list[str]:
+    found = []
+    for path in sandbox.rglob("*"):
+        rel = path.relative_to(sandbox)
+        if path.is_file() and rel.parts[0] not in ("data", "inputs"):
+            found.append(str(rel))
+    return found
+
+
+def assert_refused(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), result.stderr  # progress lines may come before it
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def write(sandbox: Path, name: str, data: bytes) -> Path:
+    path = sandbox / "inputs" / name
+    path.write_bytes(data)
+    return path
+
+
+def test_import_json_and_export(sandbox):
+    result = parodybot(sandbox, "import", "jokes", "--source", "csv", "--file", str(CORPUS), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["kept"] == 283 and isinstance(summary["dropped"], dict)
+    exported = parodybot(sandbox, "dataset", "export", "jokes")
+    rows = list(csv.reader(io.StringIO(exported.stdout)))
+    assert rows[0] == ["tweets"] and len(rows) == 284
+    assert files_outside_data(sandbox) == []
+
+
+@pytest.mark.parametrize("name", ["Dril", "../etc", "a" * 33, "dril!", ""])
+def test_persona_names_that_are_not_allowed(sandbox, name):
+    result = parodybot(sandbox, "import", name, "--source", "csv", "--file", str(CORPUS))
+    assert_refused(result, "a-z, 0-9 and _")
+    assert files_outside_data(sandbox) == []
+    assert not (sandbox / "data").exists() or not any((sandbox / "data").rglob("*.csv"))
+
+
+def test_missing_file(sandbox):
+    assert_refused(parodybot(sandbox, "import", "dril", "--source", "csv", "--file", str(sandbox / "nope.csv")), "nope.csv")
+
+
+@pytest.mark.parametrize("content,word", [(b"", "empty"), (b"tweets\n", "no posts"), (b"tweets\n\xff\xfehello\n", "UTF-8")])
+def test_bad_csv_files(sandbox, content, word):
+    path = write(sandbox, "bad.csv", content)
+    result = parodybot(sandbox, "import", "dril", "--source", "csv", "--file", str(path))
+    assert_refused(result)
+    assert word.lower() in result.stderr.lower(), result.stderr
+    assert files_outside_data(sandbox) == []
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+TWEETS_JS = b'window.YTD.tweets.part0 = [{"tweet": {"id_str": "1", "full_text": "hello &amp; goodbye"}}]'
+
+
+def test_zip_that_escapes_the_folder(sandbox):
+    path = write(sandbox, "evil.zip", zip_bytes({"data/tweets.js": TWEETS_JS, "../../escape.txt": b"x"}))
+    assert_refused(parodybot(sandbox, "import", "dril", "--source", "archive", "--file", str(path)))
+    assert files_outside_data(sandbox) == []
+    assert not (sandbox.parent / "escape.txt").exists()
+
+
+def test_zip_that_expands_past_the_limit(sandbox):
+    bomb = zip_bytes({"data/tweets.js": TWEETS_JS, "data/tweets_media/huge.bin": b"\0" * (300 * 1024 * 1024)})
+    path = write(sandbox, "bomb.zip", bomb)
+    result = parodybot(sandbox, "import", "dril", "--source", "archive", "--file", str(path))
+    assert_refused(result)
+    assert files_outside_data(sandbox) == []
+
+
+def test_archive_without_a_tweets_file(sandbox):
+    path = write(sandbox, "other.zip", zip_bytes({"data/account.js": b"window.YTD.account.part0 = []"}))
+    assert_refused(parodybot(sandbox, "import", "dril", "--source", "archive", "--file", str(path)), "tweets.js")
+
+
+@pytest.mark.parametrize("steps", ["0", "-5", "1000000000"])
+def test_steps_out_of_range(sandbox, steps):
+    parodybot(sandbox, "import", "jokes", "--source", "csv", "--file", str(CORPUS))
+    assert_refused(parodybot(sandbox, "train", "jokes", "--steps", steps), "steps")
+
+
+def test_unknown_model_name(sandbox):
+    parodybot(sandbox, "import", "jokes", "--source", "csv", "--file", str(CORPUS))
+    assert_refused(parodybot(sandbox, "train", "jokes", "--steps", "5", "--model", "gpt5"), "gpt5", "124M")
+
+
+def test_train_before_any_data(sandbox):
+    assert_refused(parodybot(sandbox, "train", "nobody", "--steps", "5"), "import")
+
+
+def test_too_little_data_says_how_much_is_needed(sandbox):
+    path = write(sandbox, "small.csv", "tweets\nhello there\nsecond post\n".encode())
+    parodybot(sandbox, "import", "small", "--source", "csv", "--file", str(path))
+    result = parodybot(sandbox, "train", "small", "--steps", "5", "--model", "tiny")
+    assert_refused(result, "1024")

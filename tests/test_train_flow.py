@@ -61,3 +61,40 @@ async def test_cancel_a_running_training(world, bot, worker):
         timeout=120, what="the job to be cancelled")
     assert "checkpoint saved" in final["content"]
     assert (await bot.store.get_job(1))["state"] == "cancelled"
+
+
+@pytest.mark.timeout(300)
+async def test_a_sigkilled_worker_resumes_training_from_its_last_checkpoint(world, bot, data_dir, tmp_path):
+    from conftest import WorkerProcess
+
+    config = tmp_path / "worker.toml"
+    config.write_text("[training]\nsave_every = 5\n")
+    worker = WorkerProcess(data_dir, config).start()
+    try:
+        ix = await world.standin.invoke(world.alice, "train", channel=world.general,
+                                        options={"persona": "jokes", "steps": 60, "model": "tiny",
+                                                 "file": ("jokes.csv", CORPUS, "text/csv")})
+        await ix.wait_for_response(timeout=5)
+        run_dir = data_dir / "worker" / "checkpoint" / "jokes.run"
+
+        def saved_step():
+            counter = run_dir / "counter"
+            return int(counter.read_text()) if counter.exists() else 0
+
+        await world.standin.wait_for(lambda: saved_step() >= 10, timeout=150, what="a checkpoint at step 10")
+        worker.kill()  # SIGKILL the worker and its training child
+        killed_at = saved_step()
+        assert killed_at < 60
+        assert not (data_dir / "worker" / "checkpoint" / "jokes").exists()  # the working checkpoint is untouched
+
+        worker = WorkerProcess(data_dir, config).start()  # a restarted worker picks the job up again
+        final = await world.standin.wait_for(
+            lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+            timeout=200, what="the resumed run to finish")
+        assert "done:" in final["content"], final["content"] + worker.output()[-2000:]
+        job = await bot.store.get_job(1)
+        assert job["result"]["resumed_from"] >= killed_at >= 10
+        assert job["result"]["steps_done"] == 60
+        assert (data_dir / "worker" / "checkpoint" / "jokes").is_dir()
+    finally:
+        worker.stop()

@@ -98,3 +98,21 @@ async def test_a_sigkilled_worker_resumes_training_from_its_last_checkpoint(worl
         assert (data_dir / "worker" / "checkpoint" / "jokes").is_dir()
     finally:
         worker.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_progress_survives_a_bot_restart(world, bot_handle, worker):
+    await bot_handle.start()
+    ix = await world.standin.invoke(world.alice, "train", channel=world.general,
+                                    options={"persona": "jokes", "steps": 80, "model": "tiny",
+                                             "file": ("jokes.csv", CORPUS, "text/csv")})
+    await ix.wait_for_response(timeout=5)
+    await world.standin.wait_for(lambda: "step" in job_message(world, ix.response["id"])["content"],
+                                 timeout=150, what="training to start")
+    await bot_handle.stop()  # the bot goes away while the worker keeps training
+    await bot_handle.start()
+    final = await world.standin.wait_for(
+        lambda: (m := job_message(world, ix.response["id"])) and "done:" in m["content"] and m,
+        timeout=200, what="the job to finish after the restart")
+    assert "step 80/80" in final["content"]
+    assert any(a["filename"].endswith(".png") for a in final["attachments"])

@@ -5,6 +5,7 @@ import json
 import logging
 import sys
 import types
+import os
 import zipfile
 from pathlib import Path
 
@@ -196,6 +197,14 @@ def test_archive_total_size_limit(tmp_path):
     with pytest.raises(BadInput, match="over the limit"):
         get_source("archive").fetch(file=z, max_bytes=10_000)
     assert len(ArchiveSource(max_bytes=1_000_000).fetch(file=z)) == 300
+
+
+def test_archive_media_does_not_count_against_the_limit(tmp_path):
+    # A full export carries photos and videos we never open; only the tweets files count.
+    z = make_zip(tmp_path / "full.zip", {
+        "data/tweets.js": tweets_js("tweets.part0", [tweet_obj(1, "hello")]),
+        "data/tweets_media/1-video.mp4": os.urandom(2_000_000)}, compression=zipfile.ZIP_STORED)
+    assert [p.text for p in ArchiveSource(max_bytes=1_000_000).fetch(file=z)] == ["hello"]
 
 
 def test_archive_zip_bomb_ratio(tmp_path):

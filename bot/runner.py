@@ -36,8 +36,9 @@ def run_bot(cfg: Config) -> None:
 class EmbeddedWorker:
     """Keeps one `parodybot worker` child alive next to the bot; restarts it if it dies."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, log_path=None):
         self.cfg = cfg
+        self.log_path = log_path  # None: the worker logs to our stderr
         self.proc: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._supervise, name="embedded-worker", daemon=True)
@@ -56,7 +57,10 @@ class EmbeddedWorker:
         env = dict(os.environ, PARODYBOT_DATA_DIR=str(self.cfg.data_path))
         while not self.stopping.is_set():
             started = time.monotonic()
-            self.proc = subprocess.Popen(self.command(), env=env)
+            out = open(self.log_path, "ab") if self.log_path else None
+            self.proc = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+            if out:
+                out.close()  # the child holds its own copy
             code = self.proc.wait()
             if self.stopping.is_set():
                 return

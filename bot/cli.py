@@ -281,6 +281,64 @@ def model_download(cfg: Config, name: str, as_json: bool) -> None:
     emit({"model_dir": str(path)}, as_json, f"{name} is in {path}")
 
 
+# --- posting (the same service as /queue and /post now) ---------------------
+
+
+async def _with_store(cfg: Config, fn):
+    from bot.store import Store
+
+    store = await Store.open(cfg.db_path)
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+@cli.command("queue")
+@click.argument("persona")
+@with_config
+@json_option
+def queue_command(cfg: Config, persona: str, as_json: bool) -> None:
+    """The persona's approved queue, in posting order (next first)."""
+    from bot.contract import check_persona_name
+
+    check_persona_name(persona)
+
+    async def go(store):
+        if await store.get_persona(persona) is None:
+            raise BadInput(f"there is no persona {persona!r}")
+        return await store.approved_queue(persona)
+
+    queue = asyncio.run(_with_store(cfg, go))
+    items = [{"position": i, "id": c["id"], "score": c["score"], "queue_rank": c["queue_rank"], "text": c["text"],
+              "created_at": c["created_at"], "note": c["note"]} for i, c in enumerate(queue, 1)]
+    human = "\n".join(f"{i['position']}. #{i['id']} ({i['score']:+d}) {' '.join(i['text'].split())}" for i in items)
+    emit({"persona": persona, "queue": items}, as_json, human or f"{persona}: the queue is empty")
+
+
+@cli.command("post-now")
+@click.argument("persona")
+@with_config
+@json_option
+def post_now_command(cfg: Config, persona: str, as_json: bool) -> None:
+    """Post the persona's best approved candidate now, to every target; exit 0 when it went out everywhere.
+
+    The bot delivers the log-channel line and the candidate's message edit when it next looks."""
+    from bot.contract import check_persona_name
+    from bot.logs import setup_logging
+    from bot.posting import PostingService, format_report
+
+    check_persona_name(persona)
+    setup_logging("WARNING")
+
+    async def go(store):
+        return await PostingService(store, cfg).run(persona, manual=True)
+
+    report = asyncio.run(_with_store(cfg, go))
+    emit(report.to_json(), as_json, format_report(report))
+    sys.exit(0 if report.posted else 1)
+
+
 def main() -> None:
     cli(prog_name="parodybot")
 

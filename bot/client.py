@@ -12,11 +12,13 @@ from discord.ext import commands
 from bot import contract
 from bot.config import Config
 from bot.jobs import JobService
+from bot.posting import PostingService
+from bot.scheduler import PostingScheduler
 from bot.store import Store
 
 log = logging.getLogger("parodybot")
 
-COGS = ("cogs.status", "cogs.jobs", "cogs.training", "cogs.curation", "cogs.personas", "cogs.stats")
+COGS = ("cogs.status", "cogs.jobs", "cogs.training", "cogs.curation", "cogs.personas", "cogs.stats", "cogs.posting")
 
 
 def point_discord_at(cfg: Config) -> None:
@@ -38,6 +40,8 @@ class ParodyBot(commands.Bot):
         self.store: Store | None = None
         self.queue = None
         self.jobs: JobService | None = None
+        self.posting: PostingService | None = None
+        self.scheduler: PostingScheduler | None = None
         self.ready_event = asyncio.Event()
 
     async def login(self, token: str) -> None:
@@ -48,9 +52,13 @@ class ParodyBot(commands.Bot):
         self.store = await Store.open(self.cfg.db_path)
         self.queue = await asyncio.to_thread(contract.open_queue, self.cfg.queue_url)
         self.jobs = JobService(self.store, self.queue)
+        self.posting = PostingService(self.store, self.cfg)
+        self.scheduler = PostingScheduler(self.store, self.posting, self.cfg.posting)
         for name in COGS:
             await self.load_extension(name)
         await self.sync_commands()
+        # One job per active persona; runs missed while stopped coalesce into one now.
+        await self.scheduler.start()
 
     async def sync_commands(self) -> None:
         if self.cfg.discord.guild_ids:
@@ -66,6 +74,9 @@ class ParodyBot(commands.Bot):
         self.ready_event.set()
 
     async def close(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
         await super().close()
         if self.store is not None:
             await self.store.close()

@@ -243,6 +243,41 @@ class Store:
             await db.execute("UPDATE candidates SET score = ? WHERE id = ?", (score, candidate_id))
 
 
+    # --- posting ---------------------------------------------------------
+
+    async def approved_queue(self, persona: str) -> list[dict]:
+        """The persona's approved candidates in posting order: queue_rank first
+        ("move to top"), then highest net score, then oldest."""
+        rows = await self.fetchall(
+            "SELECT * FROM candidates WHERE persona = ? AND state = 'approved' "
+            "ORDER BY queue_rank IS NULL, queue_rank, score DESC, id",
+            (persona,),
+        )
+        return [_candidate(r) for r in rows]
+
+
+    async def posts_for(self, candidate_id: int) -> list[dict]:
+        return [dict(r) for r in await self.fetchall("SELECT * FROM posts WHERE candidate_id = ? ORDER BY id", (candidate_id,))]
+
+
+    async def add_posting_event(self, persona: str, kind: str, text: str | None = None, *,
+                                 candidate_id: int | None = None, refresh: bool = False) -> int:
+        return await self.execute(
+            "INSERT INTO posting_events(persona, candidate_id, kind, text, refresh) VALUES (?, ?, ?, ?, ?)",
+            (persona, candidate_id, kind, text, int(refresh)),
+        )
+
+
+    async def pending_posting_events(self, limit: int = 100) -> list[dict]:
+        rows = await self.fetchall("SELECT * FROM posting_events WHERE delivered_at IS NULL ORDER BY id LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+
+    async def mark_posting_event_delivered(self, event_id: int) -> None:
+        await self.execute("UPDATE posting_events SET delivered_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                           (event_id,))
+
+
 def _json_fields(fields: dict, names: Iterable[str] = ("sources", "rules", "schedule", "targets")) -> dict:
     return {k: (json.dumps(v) if k in names and not isinstance(v, str) else v) for k, v in fields.items()}
 

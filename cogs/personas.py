@@ -68,6 +68,11 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
     def __init__(self, bot):
         self.bot = bot
 
+    async def reschedule(self, name: str) -> None:
+        """Posting jobs follow persona changes at once (not at the next periodic sync)."""
+        if getattr(self.bot, "scheduler", None) is not None:
+            await self.bot.scheduler.sync(name)
+
     def rules(self, persona: dict):
         guild = self.bot.get_guild(persona.get("guild_id") or 0)
         return rules_for(persona, self.bot.cfg.curation, role_ids={r.name: r.id for r in guild.roles} if guild else {})
@@ -94,6 +99,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             base_model=self.bot.cfg.worker.default_model,
             sources=[{"platform": source, "handle": handle}] if handle else [],
         )
+        await self.reschedule(name)
         await interaction.response.send_message(f"Created **{name}**. Next: `/train`.", embed=describe(persona, self.rules(persona)))
 
     @app_commands.command(name="list", description="All personas on this server")
@@ -158,6 +164,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
         if log_channel is not None:
             fields["log_channel_id"] = log_channel.id
         persona = await self.bot.store.update_persona(name, **fields)
+        await self.reschedule(name)
         await interaction.response.send_message(f"Updated **{name}**.", embed=describe(persona, self.rules(persona)))
 
     @app_commands.command(name="delete", description="Delete a persona from the bot (the worker keeps its data)")
@@ -173,6 +180,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             return
         await self.bot.store.execute("DELETE FROM candidates WHERE persona = ? AND state NOT IN ('posting', 'posted')", (name,))
         await self.bot.store.delete_persona(name)
+        await self.reschedule(name)
         await interaction.response.send_message(f"Deleted **{name}**.")
 
 

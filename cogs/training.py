@@ -93,6 +93,8 @@ class Training(commands.Cog):
                 base_model=model or cfg.worker.default_model, created_by=interaction.user.id,
                 sources=[{"platform": source, "handle": handle}] if handle else [],
             )
+            if self.bot.scheduler is not None:
+                await self.bot.scheduler.sync(name)  # its posting schedule starts now
         params = {"source": source, "handle": handle, "steps": steps or cfg.training.steps,
                   "model": model or record["base_model"]}
         job = await self.bot.jobs.submit("train", name, params, requested_by=interaction.user.id,

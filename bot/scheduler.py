@@ -1,0 +1,412 @@
+"""When each persona posts: schedules, their time logic, and APScheduler as the engine.
+
+A persona's schedule (``personas.schedule``, JSON) is one of
+
+    {"cron": "0 9,13,19 * * *", "timezone": "Europe/Berlin", "jitter_minutes": 20}
+    {"interval_minutes": 90, "jitter_minutes": 5, "anchor": "2026-03-01T00:00:00.000000Z"}
+
+and an empty ``{}`` means the config's default (``[posting] cron``,
+``timezone``, ``jitter_minutes``).
+
+The time logic is plain functions of a schedule and given instants
+(``next_fire``, ``next_runs``, ``missed_since``), so it is tested on a fake
+clock; ``PersonaTrigger`` hands the same functions to APScheduler, which fires
+the jobs in the running bot.
+
+Rules (DESIGN.md "Posting", issue #6):
+
+- cron times are wall-clock times in the schedule's time zone;
+- daylight saving time, e.g. ``30 2 * * *`` in Europe/Berlin:
+  * spring forward (last Sunday of March, 02:00 -> 03:00): 02:30 does not
+    exist that night; the run happens at 03:30 CEST (01:30 UTC), one hour of
+    wall clock later, so the persona still posts once that day;
+  * fall back (last Sunday of October, 03:00 -> 02:00): 02:30 happens twice;
+    the run happens once, at the first 02:30 (CEST, 00:30 UTC). A cron whose
+    hour field is ``*`` (e.g. ``*/15 * * * *``) runs on every real occurrence,
+    like cron does, because it means "every hour";
+- interval schedules count real minutes from their anchor; DST does not
+  move them;
+- jitter delays each run by a random 0..jitter minutes (never earlier). A
+  jitter longer than the gap between two times can swallow the second one;
+- runs missed while the bot was down (found from ``personas.last_run_at``)
+  coalesce into one run at start; runs missed while it was up (a stalled
+  event loop, a suspended machine) coalesce too (APScheduler ``coalesce``, no
+  misfire grace limit);
+- a paused persona has no job; resuming does not make up for the runs it
+  skipped while paused.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import random
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+log = logging.getLogger("parodybot.scheduler")
+
+UTC = dt.timezone.utc
+EPS = dt.timedelta(microseconds=1)
+DEFAULT_ANCHOR = dt.datetime(2000, 1, 1, tzinfo=UTC)
+CRON_EXAMPLE = "`0 9,13,19 * * *` (09:00, 13:00 and 19:00 every day) or `30 8 * * 1-5` (08:30 on weekdays)"
+TZ_EXAMPLE = "`Europe/Berlin`, `America/New_York` or `UTC`"
+
+
+class BadSchedule(ValueError):
+    """A schedule a person typed that cannot work; the message says what to type instead."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str | None = None
+    timezone: str = "UTC"
+    interval_minutes: float | None = None
+    jitter_minutes: float = 0.0
+    anchor: dt.datetime = DEFAULT_ANCHOR  # interval schedules: runs at anchor + k * interval
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def describe(self) -> str:
+        if self.cron:
+            what = f"cron `{self.cron}` ({self.timezone})"
+        else:
+            what = f"every {self.interval_minutes:g} min"
+        if self.jitter_minutes:
+            what += f", jitter up to {self.jitter_minutes:g} min"
+        return what
+
+    def to_json(self) -> dict:
+        if self.cron:
+            return {"cron": self.cron, "timezone": self.timezone, "jitter_minutes": self.jitter_minutes}
+        return {"interval_minutes": self.interval_minutes, "timezone": self.timezone,
+                "jitter_minutes": self.jitter_minutes, "anchor": _iso(self.anchor)}
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_iso(text: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise BadSchedule(f"unknown time zone {name!r}: use an IANA name such as {TZ_EXAMPLE}") from None
+    return name
+
+
+def check_cron(expr: str, timezone: str = "UTC") -> str:
+    expr = " ".join(str(expr).split())
+    if len(expr.split()) != 5:
+        raise BadSchedule(f"`{expr}` is not a cron expression: give five fields (minute hour day month weekday), "
+                          f"e.g. {CRON_EXAMPLE}")
+    try:
+        CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+    except ValueError as exc:
+        raise BadSchedule(f"`{expr}` is not a valid cron expression ({exc}); e.g. {CRON_EXAMPLE}") from None
+    return expr
+
+
+def make_schedule(*, cron: str | None = None, timezone: str | None = None, interval_minutes: float | None = None,
+                  jitter_minutes: float | None = None, anchor: dt.datetime | None = None,
+                  defaults=None) -> Schedule:
+    """Validate what a person typed (a cron expression with a time zone, or an
+    interval in minutes; jitter in minutes). Raises ``BadSchedule``."""
+    tz = check_timezone(timezone or (defaults.timezone if defaults else "UTC"))
+    jitter = float(defaults.jitter_minutes if (jitter_minutes is None and defaults) else (jitter_minutes or 0))
+    if not (0 <= jitter <= 24 * 60) or math.isnan(jitter):
+        raise BadSchedule(f"jitter must be between 0 and 1440 minutes, got {jitter_minutes!r}; e.g. 20")
+    if cron and interval_minutes is not None:
+        raise BadSchedule("give either a cron expression or an interval in minutes, not both")
+    if interval_minutes is not None:
+        try:
+            minutes = float(interval_minutes)
+        except (TypeError, ValueError):
+            minutes = float("nan")
+        if not minutes > 0 or math.isinf(minutes):
+            raise BadSchedule(f"the interval must be a number of minutes above 0, got {interval_minutes!r}; "
+                              "e.g. 240 for every four hours")
+        return Schedule(interval_minutes=minutes, timezone=tz, jitter_minutes=jitter, anchor=anchor or DEFAULT_ANCHOR)
+    if not cron:
+        if defaults is None:
+            raise BadSchedule(f"give a cron expression, e.g. {CRON_EXAMPLE}, or an interval in minutes")
+        cron = defaults.cron
+    return Schedule(cron=check_cron(cron, tz), timezone=tz, jitter_minutes=jitter)
+
+
+def schedule_from(stored: dict | None, defaults=None) -> Schedule:
+    """The schedule of a persona as stored (``{}`` = the config's default)."""
+    stored = dict(stored or {})
+    anchor = _parse_iso(stored["anchor"]) if stored.get("anchor") else None
+    return make_schedule(cron=stored.get("cron"), timezone=stored.get("timezone"),
+                         interval_minutes=stored.get("interval_minutes"), jitter_minutes=stored.get("jitter_minutes"),
+                         anchor=anchor, defaults=defaults)
+
+
+# --- the time logic ------------------------------------------------------------
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _second_occurrence(t: dt.datetime, tz: ZoneInfo) -> bool:
+    """Is ``t`` the second time its wall-clock time happened (fall-back hour)?"""
+    local = t.astimezone(tz)
+    naive = local.replace(tzinfo=None)
+    first = naive.replace(tzinfo=tz, fold=0)
+    second = naive.replace(tzinfo=tz, fold=1)
+    return first.utcoffset() != second.utcoffset() and local.fold == 1
+
+
+def next_fire(schedule: Schedule, after: dt.datetime) -> dt.datetime | None:
+    """The first scheduled time strictly after ``after`` (UTC, no jitter)."""
+    after = _aware(after).astimezone(UTC)
+    if schedule.interval_minutes:
+        step = dt.timedelta(minutes=schedule.interval_minutes)
+        k = math.floor((after - schedule.anchor) / step) + 1
+        t = schedule.anchor + k * step
+        while t <= after:  # float rounding
+            t += step
+        return t.astimezone(UTC)
+    tz = schedule.tz
+    trigger = CronTrigger.from_crontab(schedule.cron, timezone=tz)
+    every_hour = schedule.cron.split()[1] == "*"
+    cursor = after
+    for _ in range(1000):
+        t = trigger.get_next_fire_time(None, (cursor + EPS).astimezone(tz))
+        if t is None:
+            return None
+        t = t.astimezone(UTC)
+        if t <= cursor:  # a skipped wall-clock time mapped onto one already passed
+            cursor = cursor + dt.timedelta(seconds=1)
+            continue
+        if not every_hour and _second_occurrence(t, tz):
+            cursor = t
+            continue
+        return t
+    return None
+
+
+def next_runs(schedule: Schedule, after: dt.datetime, n: int) -> list[dt.datetime]:
+    """The next ``n`` scheduled times strictly after ``after`` (UTC, no jitter)."""
+    out: list[dt.datetime] = []
+    t = after
+    while len(out) < n:
+        t = next_fire(schedule, t)
+        if t is None:
+            break
+        out.append(t)
+    return out
+
+
+def missed_since(schedule: Schedule, last_run: dt.datetime, now: dt.datetime, limit: int = 10_000) -> list[dt.datetime]:
+    """Scheduled times in (last_run, now]: the runs a stopped bot missed."""
+    out: list[dt.datetime] = []
+    t = last_run
+    now = _aware(now)
+    while len(out) < limit:
+        t = next_fire(schedule, t)
+        if t is None or t > now:
+            break
+        out.append(t)
+    return out
+
+
+class PersonaTrigger(BaseTrigger):
+    """An APScheduler trigger over ``next_fire`` plus 0..jitter minutes of delay."""
+
+    __slots__ = ("schedule", "rng")
+
+    def __init__(self, schedule: Schedule, rng: random.Random | None = None):
+        self.schedule = schedule
+        self.rng = rng or random.Random()
+
+    def get_next_fire_time(self, previous_fire_time, now):
+        after = previous_fire_time if previous_fire_time is not None else _aware(now) - EPS
+        base = next_fire(self.schedule, after)
+        if base is None:
+            return None
+        if self.schedule.jitter_minutes:
+            base = base + dt.timedelta(seconds=self.rng.uniform(0, self.schedule.jitter_minutes * 60))
+        return base
+
+    def __str__(self) -> str:
+        return f"persona[{self.schedule.describe()}]"
+
+
+# --- the engine ---------------------------------------------------------------
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+class PostingScheduler:
+    """One APScheduler job per active persona, rebuilt from the database.
+
+    ``service`` is a ``bot.posting.PostingService``; ``on_report`` (async) gets
+    each run's report (the Discord cog delivers what it has to say)."""
+
+    SYNC_SECONDS = 30.0
+
+    def __init__(self, store, service, defaults, *, clock: Callable[[], dt.datetime] = utcnow,
+                 rng: random.Random | None = None,
+                 on_report: Callable[[object], Awaitable[None]] | None = None):
+        self.store = store
+        self.service = service
+        self.defaults = defaults
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.on_report = on_report
+        self.engine = None
+        self._signatures: dict[str, str] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self, *, catch_up: bool = True) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self.engine = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.engine.start()
+        await self.service.recover_all()
+        await self.sync(catch_up=catch_up)
+        self.engine.add_job(self.sync, "interval", seconds=self.SYNC_SECONDS, id="sync", replace_existing=True)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self.engine is not None and self.engine.running:
+            self.engine.shutdown(wait=False)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in list(self._tasks):
+            task.cancel()  # a run cut here is found as interrupted at the next start
+        self.engine = None
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no run is in progress (tests)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks and loop.time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=deadline - loop.time())
+
+    # --- jobs -----------------------------------------------------------------
+
+    def job_id(self, name: str) -> str:
+        return f"post:{name}"
+
+    def job_for(self, name: str):
+        return self.engine.get_job(self.job_id(name)) if self.engine else None
+
+    def next_run_time(self, name: str) -> dt.datetime | None:
+        job = self.job_for(name)
+        return job.next_run_time if job else None
+
+    def schedule_of(self, persona: dict) -> Schedule:
+        return schedule_from(persona.get("schedule"), self.defaults)
+
+    async def sync(self, name: str | None = None, *, catch_up: bool = False) -> None:
+        """Make the jobs match the database (all personas, or one)."""
+        if self.engine is None:
+            return
+        personas = await self.store.list_personas() if name is None else \
+            [p for p in [await self.store.get_persona(name)] if p]
+        seen = {p["name"] for p in personas}
+        if name is None:
+            for gone in set(self._signatures) - seen:
+                self._remove(gone)
+        elif name not in seen:
+            self._remove(name)
+        now = self.clock()
+        for persona in personas:
+            pname = persona["name"]
+            if persona["state"] != "active":
+                self._remove(pname)
+                continue
+            try:
+                schedule = self.schedule_of(persona)
+            except BadSchedule as exc:
+                log.error("persona %s: bad schedule, no job: %s", pname, exc)
+                self._remove(pname)
+                continue
+            if persona.get("last_run_at") is None:
+                await self.store.update_persona(pname, last_run_at=_iso(now))
+            elif catch_up:
+                missed = missed_since(schedule, _parse_iso(persona["last_run_at"]), now)
+                if missed:
+                    log.info("persona %s: %d run(s) missed while stopped (%s ... %s); running once now",
+                             pname, len(missed), missed[0], missed[-1])
+                    self._spawn(pname, "catch-up")
+            signature = repr(schedule)
+            if self._signatures.get(pname) == signature and self.job_for(pname) is not None:
+                continue
+            self.engine.add_job(self._fire, PersonaTrigger(schedule, self.rng), args=[pname, "scheduled"],
+                                id=self.job_id(pname), name=f"post {pname}", replace_existing=True)
+            self._signatures[pname] = signature
+
+    def _remove(self, name: str) -> None:
+        self._signatures.pop(name, None)
+        for job_id in (self.job_id(name), f"retry:{name}"):
+            if self.engine is not None and self.engine.get_job(job_id):
+                self.engine.remove_job(job_id)
+
+    def _spawn(self, name: str, kind: str) -> asyncio.Task:
+        task = asyncio.create_task(self._fire(name, kind))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- runs -----------------------------------------------------------------
+
+    async def _fire(self, name: str, kind: str):
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            if kind in ("scheduled", "catch-up"):
+                await self.store.update_persona(name, last_run_at=_iso(self.clock()))
+            return await self.run(name, kind)
+        except Exception:
+            log.exception("posting run for %s failed", name)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def run(self, name: str, kind: str = "manual"):
+        """One posting run now (``/post now`` uses this too); reschedules a rate-limited one."""
+        report = await self.service.run(name, manual=(kind == "manual"))
+        if report.paused_reason is not None:
+            await self.sync(name)  # an auth error paused it: its job goes
+        if report.retry_at is not None:
+            self._schedule_retry(name, report.retry_at)
+        if self.on_report is not None:
+            try:
+                await self.on_report(report)
+            except Exception:
+                log.exception("delivering the report of %s's run failed", name)
+        return report
+
+    def _schedule_retry(self, name: str, retry_at: float) -> None:
+        if self.engine is None:
+            return
+        when = dt.datetime.fromtimestamp(retry_at, UTC)
+        regular = self.next_run_time(name)
+        if regular is not None and regular <= when:
+            return  # the next regular run comes first anyway
+        self.engine.add_job(self._fire, "date", run_date=when, args=[name, "retry"], id=f"retry:{name}",
+                            replace_existing=True)

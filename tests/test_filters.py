@@ -1,0 +1,222 @@
+"""The candidate filters, on crafted cases (no model needed)."""
+import random
+
+import pytest
+
+from workers.filters import (
+    END,
+    FILTERS,
+    START,
+    Blocklist,
+    NearCopyIndex,
+    filter_candidates,
+    is_repetitive,
+    max_word_edits,
+    normalize,
+)
+
+TRAINING = [
+    "the council has voted 7 to 2 to rename the duck pond and the ducks were not consulted",
+    "whoever said money can't buy happiness has never bought a bag of warm croissants",
+    "I love my dog so much",
+    "thank you so much",
+    "good morning everyone",
+    "hot take: stairs are just a slow elevator you have to do yourself",
+]
+
+
+def run(raws, **kw):
+    kw.setdefault("training_posts", TRAINING)
+    return filter_candidates(raws, **kw)
+
+
+def fin(text):
+    return text + END
+
+
+def test_every_key_present_and_clean_output():
+    r = run([fin("a perfectly fine new post"), fin("\n" + START + "  another fine one here  ")])
+    assert set(r.dropped) == set(FILTERS)
+    assert all(v == 0 for v in r.dropped.values())
+    assert r.candidates == ["a perfectly fine new post", "another fine one here"]
+    for c in r.candidates:
+        assert START not in c and END not in c and c == c.strip()
+
+
+def test_text_after_the_end_marker_is_ignored():
+    r = run([fin("first post") + "\n" + START + "second post"])
+    assert r.candidates == ["first post"]
+
+
+def test_unfinished():
+    r = run(["no end marker here", START + "still no end", "a " + START + " b" + END])
+    assert r.dropped["unfinished"] == 3 and r.candidates == []
+
+
+def test_empty():
+    r = run([END, fin("   \n\t "), fin(START), fin("\u200b\u200b")])
+    assert r.dropped["empty"] == 4
+
+
+def varied(n, base, step=1):
+    return "".join(chr(base + (i * step) % 80) for i in range(n))
+
+
+def prose(n_chars):
+    words = "the ducks filed an appeal against the council about bread rights and moon".split()
+    out, i = [], 0
+    while len(" ".join(out)) < n_chars:
+        out.append(f"{words[i % len(words)]}{i}")
+        i += 1
+    return " ".join(out)[:n_chars].strip()
+
+
+def test_too_long_for_x_by_weighted_length():
+    ascii_ok = prose(280)
+    cjk = varied(141, 0x4E00)  # 141 CJK characters weigh 282 > 280
+    emoji = varied(141, 0x1F600)  # 141 emoji weigh 282
+    r = run([fin(ascii_ok), fin(cjk), fin(emoji), fin(varied(140, 0x4E00)), fin(prose(281))])
+    assert r.fates == [None, "too_long", "too_long", None, "too_long"]
+
+
+def test_too_long_for_any_platform():
+    text = prose(299)
+    assert run([fin(text)], platforms=("mastodon",)).candidates
+    assert run([fin(text)], platforms=("bluesky",)).candidates
+    assert run([fin(text)], platforms=("mastodon", "x")).dropped["too_long"] == 1
+    assert run([fin(text)], platforms=("outbox",)).dropped["too_long"] == 1  # outbox only: X's rule
+    with pytest.raises(ValueError):
+        run([fin("x")], platforms=("myspace",))
+
+
+def test_verbatim_after_normalisation():
+    r = run([
+        fin("Whoever said money CAN'T buy happiness, has never bought a bag of warm croissants!!"),
+        fin("  I   love my dog so much.  "),
+        fin("ｔｈａｎｋ ｙｏｕ ｓｏ ｍｕｃｈ"),  # full-width: NFKC
+    ])
+    assert r.dropped["verbatim"] == 3
+
+
+def test_near_copy_one_or_two_words_changed():
+    r = run([
+        fin("the council has voted 7 to 2 to rename the goose pond and the ducks were not consulted"),
+        fin("whoever said money can't buy joy has never bought a box of warm croissants"),
+        fin("hot take: stairs are just a slow escalator you have to do yourself"),
+        fin("I love my cat so much"),  # 6 words, 1 changed
+    ])
+    assert r.fates == ["near_copy"] * 4
+
+
+def test_near_copy_leaves_short_posts_sharing_common_words_alone():
+    r = run([
+        fin("thank you very much"),  # stock phrase, 4 words
+        fin("good morning world"),
+        fin("I love pizza so much"),  # 2 edits in 6 words
+        fin("the council has a new logo and nobody likes it"),
+        fin("money can't buy happiness but it can buy snacks"),
+        fin("you have to do it yourself"),
+    ])
+    assert r.candidates and r.dropped["near_copy"] == 0 and r.dropped["verbatim"] == 0
+
+
+def test_max_word_edits_is_a_quarter():
+    assert [max_word_edits(n) for n in (1, 4, 5, 7, 8, 12, 40)] == [0, 0, 1, 1, 2, 3, 10]
+
+
+def test_near_copy_index_agrees_with_brute_force():
+    rng = random.Random(7)
+    vocab = ["the", "a", "to", "of", "and", "I", "you", "cat", "dog", "pond", "duck", "bread", "moon",
+             "tired", "coffee", "monday", "why", "is", "my", "so", "very", "today", "never", "again"]
+    posts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 14))) for _ in range(400)]
+    index = NearCopyIndex(posts)
+    from workers.filters import _levenshtein, words
+
+    def brute(text):
+        cw = words(text)
+        for p in posts:
+            pw = words(p)
+            allowed = max_word_edits(max(len(cw), len(pw)))
+            if len(pw) >= 4 and allowed and _levenshtein(cw, pw, allowed) <= allowed:
+                return True
+        return False
+
+    queries = []
+    for p in rng.sample(posts, 100):
+        ws = p.split()
+        for _ in range(rng.randint(0, 3)):
+            op = rng.random()
+            i = rng.randrange(len(ws))
+            if op < 0.4:
+                ws[i] = rng.choice(vocab)
+            elif op < 0.7:
+                ws.insert(i, rng.choice(vocab))
+            elif len(ws) > 1:
+                ws.pop(i)
+        queries.append(" ".join(ws))
+    queries += [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 14))) for _ in range(100)]
+    for q in queries:
+        assert (index.find(q) is not None) == brute(q), q
+
+
+def test_repetition():
+    loops = [
+        "I am the best. I am the best. I am the best. I am the best.",
+        "ha " * 12,
+        "line one is long enough\nline one is long enough",
+        "no\nno\nno",
+        "!" * 60,
+        "lol" * 20,
+        "we need to talk about the ducks and we need to talk about the ducks",
+    ]
+    for text in loops:
+        assert is_repetitive(text), text
+    fine = [
+        "nooooooooooooooooo",
+        "ha ha ha",
+        "hahahahahaha that is so funny",
+        "I like ducks. I like geese. I like swans.",
+        "the council has voted 7 to 2 to rename the duck pond",
+    ]
+    for text in fine:
+        assert not is_repetitive(text), text
+    r = run([fin(t) for t in loops[:3]])
+    assert r.dropped["repetition"] == 3
+
+
+def test_duplicates_within_batch_and_earlier():
+    r = run(
+        [fin("Ducks are people too"), fin("ducks are people, too!"), fin("a brand new thought"),
+         fin("Old news from yesterday")],
+        earlier_candidates=["old news from yesterday"],
+    )
+    assert r.fates == [None, "duplicate", None, "duplicate"]
+    assert r.dropped["duplicate"] == 2
+
+
+def test_blocklist_whole_word_case_and_unicode():
+    block = ["darn", "Straße", "crème brûlée", "猫"]
+    texts = [
+        "well DARN it",  # case
+        "darnation is a word",  # not a whole word: kept
+        "the STRASSE is closed",  # casefold ß == ss
+        "I ate a Crème   Brûlée today",  # phrase, spacing
+        "ｄａｒｎ full-width",  # NFKC
+        "我的猫很可爱",  # no-space script: substring
+        "undarned socks",  # kept
+    ]
+    r = run([fin(t) for t in texts], blocklist=block)
+    assert r.fates == ["blocked", None, "blocked", "blocked", "blocked", "blocked", None]
+    assert not Blocklist([])
+
+
+def test_first_filter_wins_and_counts_add_up():
+    raws = [fin("thank you so much"), "unfinished", fin("a" * 400), fin("fresh post here")]
+    r = run(raws)
+    assert sum(r.dropped.values()) + len(r.candidates) == len(raws)
+    assert r.fates == ["verbatim", "unfinished", "too_long", None]
+
+
+def test_normalize():
+    assert normalize("Don't  STOP,  me now!") == normalize("dont stop me now")
+    assert normalize("...") != normalize("!!!")

@@ -1,0 +1,413 @@
+"""Filters between the sampler and the curation channel.
+
+What the sampler hands over (``raw_texts``): one decoded post attempt per
+string, exactly as the model wrote it after the prefix. It may start with
+whitespace and ``<|startoftext|>`` (posts after the first in a stream), and it
+ends with ``<|endoftext|>`` if and only if the model finished the post
+(anything after the first end marker is ignored). A text without the end
+marker is an unfinished post.
+
+Each raw text is dropped by the first filter that rejects it, in this order
+(every name is always a key of ``dropped``):
+
+``unfinished``  no end marker, or a ``<|startoftext|>`` inside the post (the
+                model began a new post without ending this one);
+``empty``       nothing visible left;
+``too_long``    over the limit of any of the persona's platforms
+                (``bot.textlimits.limit_for``: only the outbox means X's rule);
+``blocked``     contains a blocklist entry (whole word, case-insensitive,
+                NFKC- and casefold-normalised; entries in scripts written
+                without spaces match anywhere);
+``repetition``  a loop: a line repeated, a word n-gram repeated back to
+                back, a long phrase repeated, a short character pattern
+                repeated;
+``verbatim``    equal to a training post after normalisation (Unicode NFKC,
+                case, whitespace, punctuation);
+``near_copy``   a training post with a few words changed (see
+                :class:`NearCopyIndex`);
+``duplicate``   equal after normalisation to an earlier survivor of this
+                batch or to one of ``earlier_candidates``.
+
+Survivors are stripped and never contain the special markers.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import regex
+
+try:  # a compiled Levenshtein over sequences of hashables (fast path)
+    from rapidfuzz.distance import Levenshtein as _rf_levenshtein
+except ImportError:  # pragma: no cover - exercised only without rapidfuzz
+    _rf_levenshtein = None
+
+START = "<|startoftext|>"
+END = "<|endoftext|>"
+
+FILTERS = (
+    "unfinished",
+    "empty",
+    "too_long",
+    "blocked",
+    "repetition",
+    "verbatim",
+    "near_copy",
+    "duplicate",
+)
+
+# --- normalisation ----------------------------------------------------------
+
+_APOSTROPHES = regex.compile(r"['\u2019\u2018`\u00b4\u02bc]")
+_PUNCT = regex.compile(r"\p{P}+")
+# Scripts written without spaces between words: every character is a "word".
+_NO_SPACE_SCRIPTS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_WORDS = regex.compile(rf"[{_NO_SPACE_SCRIPTS}]|[^\s{_NO_SPACE_SCRIPTS}]+")
+_VISIBLE = regex.compile(r"[^\p{Z}\p{C}\s]")
+
+
+def normalize(text: str) -> str:
+    """The key that verbatim and duplicate checks compare: NFKC, casefold,
+    apostrophes dropped (don't == dont), other punctuation as spaces,
+    whitespace collapsed. A text made only of punctuation keeps it (so
+    ``...`` and ``!!!`` stay different)."""
+    base = unicodedata.normalize("NFKC", text).casefold()
+    key = " ".join(_PUNCT.sub(" ", _APOSTROPHES.sub("", base)).split())
+    return key if key else " ".join(base.split())
+
+
+_HAS_NO_SPACE_SCRIPT = regex.compile(rf"[{_NO_SPACE_SCRIPTS}]")
+
+
+def words(text: str) -> list[str]:
+    """Normalised words (characters, for scripts without spaces)."""
+    key = normalize(text)
+    return _WORDS.findall(key) if _HAS_NO_SPACE_SCRIPT.search(key) else key.split()
+
+
+# --- near copies --------------------------------------------------------------
+
+
+def max_word_edits(n_words: int) -> int:
+    """How many word edits (substitute, insert, delete) still make a near
+    copy of a post whose longer side has ``n_words`` words.
+
+    At most a quarter of the words may differ, and posts of four words or
+    fewer must match exactly (that is the verbatim filter's job): "thank you
+    so much" against "thank you very much" or "good morning everyone"
+    against "good morning world" share stock phrases, not authorship, so
+    they pass. A 5-7 word post with one word changed, an 8-11 word post
+    with two changed (and so on) is caught.
+    """
+    return 0 if n_words <= 4 else n_words // 4
+
+
+def _levenshtein(a: Sequence[int], b: Sequence[int], cutoff: int) -> int:
+    """Word-level edit distance, or ``cutoff + 1`` when it exceeds ``cutoff``."""
+    if _rf_levenshtein is not None:
+        return _rf_levenshtein.distance(a, b, score_cutoff=cutoff)
+    if abs(len(a) - len(b)) > cutoff:  # pragma: no cover
+        return cutoff + 1
+    prev = list(range(len(b) + 1))  # pragma: no cover - plain DP fallback
+    for i, x in enumerate(a, 1):  # pragma: no cover
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        if min(cur) > cutoff:
+            return cutoff + 1
+        prev = cur
+    return min(prev[-1], cutoff + 1)  # pragma: no cover
+
+
+class NearCopyIndex:
+    """Finds training posts that a candidate copies with a few words changed.
+
+    Measure: word-level Levenshtein distance ``d`` between the normalised
+    word sequences (see :func:`words`); a near copy when
+    ``d <= max_word_edits(max(len(a), len(b)))``, i.e. at least 3/4 of the
+    words are the real post's words in the real post's order, and the post
+    is longer than four words. Word level rather than character level
+    because a changed word is what a near copy looks like (GPT-2 swapping
+    one noun), and because short posts that merely share common words
+    ("I love my dog so much" / "I love pizza so much") stay apart, where a
+    character ratio on short strings is noisy.
+
+    Search: an inverted index from word bigrams to the posts that contain
+    them, with prefix filtering (as in set-similarity joins): ``d`` edits
+    destroy at most ``2d`` of the candidate's distinct bigrams, so a match
+    must contain at least one of the candidate's ``2d + 1`` rarest bigrams;
+    only those posting lists are read, the posts found are filtered by
+    length and verified with the exact edit distance (rapidfuzz when
+    installed, a plain DP otherwise). Lossless for candidates with at least
+    ``2d + 1`` distinct bigrams (everything but loops, which the repetition
+    filter drops first).
+    """
+
+    def __init__(self, training_posts: Iterable[str]):
+        flat: list[str] = []
+        lens: list[int] = []
+        for post in training_posts:
+            ws = words(post)
+            if len(ws) < 4:
+                continue  # too short ever to be a near copy (see max_word_edits)
+            flat.extend(ws)
+            lens.append(len(ws))
+        self._vocab = {w: i for i, w in enumerate(dict.fromkeys(flat))}
+        self._ids = np.fromiter(map(self._vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+        self._lens = np.array(lens, dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(self._lens)]).astype(np.int64)
+        self.size = len(lens)
+        # CSR posting lists: sorted unique bigram keys -> sorted post ids.
+        if self.size:
+            owner = np.repeat(np.arange(self.size, dtype=np.int64), self._lens)
+            same = owner[1:] == owner[:-1]
+            keys = (self._ids[:-1] * (1 << 31) + self._ids[1:])[same]
+            posts = owner[:-1][same]
+            order = np.lexsort((posts, keys))
+            keys, posts = keys[order], posts[order]
+            first = np.ones(len(keys), dtype=bool)
+            first[1:] = (keys[1:] != keys[:-1]) | (posts[1:] != posts[:-1])
+            keys, posts = keys[first], posts[first]
+            self._keys, starts = np.unique(keys, return_index=True)
+            self._starts = starts.astype(np.int64)
+            self._ends = np.append(self._starts[1:], len(keys))
+            self._postings = posts.astype(np.int32)
+        else:
+            self._keys = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def find(self, text: str) -> int | None:
+        """Index (among the indexed posts, in order) of a training post that
+        ``text`` nearly copies, or None."""
+        ws = words(text)
+        n = len(ws)
+        if n < 4 or not len(self._keys):
+            return None
+        # The largest d any match could have: N = max(n, n_t) <= n + d.
+        d_max = 0
+        while max_word_edits(n + d_max + 1) >= d_max + 1:
+            d_max += 1
+        if d_max == 0:
+            return None
+        ids = [self._vocab.get(w, -1 - i) for i, w in enumerate(ws)]  # unknown words match nothing
+        n_bigrams = len(set(zip(ws, ws[1:])))
+        keys = np.array(sorted({a * (1 << 31) + b for a, b in zip(ids, ids[1:]) if a >= 0 and b >= 0}),
+                        dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        at = pos[self._keys[pos] == keys]
+        probe = 2 * d_max + 1
+        unseen = n_bigrams - len(at)  # bigrams in no training post: the rarest of all
+        if unseen >= probe or not len(at):
+            return None
+        df = self._ends[at] - self._starts[at]
+        at = at[np.argsort(df, kind="stable")[: probe - unseen]]
+        found = np.unique(np.concatenate([self._postings[self._starts[i]:self._ends[i]] for i in at]))
+        found = found[np.abs(self._lens[found] - n) <= d_max]
+        for pid in found.tolist():
+            seq = self._ids[self._offsets[pid]:self._offsets[pid + 1]].tolist()
+            allowed = max_word_edits(max(n, len(seq)))
+            if allowed and _levenshtein(ids, seq, allowed) <= allowed:
+                return pid
+        return None
+
+
+# --- repetition -------------------------------------------------------------
+
+_CHAR_LOOP = regex.compile(r"(.{1,12}?)\1{4,}", regex.S)
+
+
+def is_repetitive(text: str) -> bool:
+    """Loops the way GPT-2 loops.
+
+    * a line of 20+ characters repeated, or any non-empty line three times;
+    * a word n-gram repeated back to back so that the run covers 8+ words
+      ("ha" x 8, "I am" x 4, "so very tired" x 3);
+    * a phrase of 6+ words occurring twice anywhere;
+    * a 1-12 character pattern repeated 5+ times covering 50+ characters
+      ("!!!!..." or "lolololol..." on and on; "nooooooo" is fine).
+    """
+    lines = [" ".join(l.split()).casefold() for l in text.splitlines()]
+    lines = [l for l in lines if l]
+    seen: dict[str, int] = {}
+    for l in lines:
+        seen[l] = seen.get(l, 0) + 1
+        if seen[l] >= 3 or (seen[l] >= 2 and len(l) >= 20):
+            return True
+    ws = [w.casefold() for w in text.split()]
+    n = len(ws)
+    for size in range(1, 5):
+        need = max(2 if size >= 4 else 3, -(-8 // size))  # repeats needed
+        i = 0
+        while i + size * need <= n:
+            unit = ws[i:i + size]
+            k = 1
+            while ws[i + k * size:i + (k + 1) * size] == unit:
+                k += 1
+            if k >= need:
+                return True
+            i += 1
+    seen6: dict[tuple[str, ...], int] = {}
+    for i in range(n - 5):
+        gram = tuple(ws[i:i + 6])
+        j = seen6.get(gram)
+        if j is not None and i - j >= 6:
+            return True
+        seen6.setdefault(gram, i)
+    for m in _CHAR_LOOP.finditer(text):
+        if len(m.group(0)) >= 50:
+            return True
+    return False
+
+
+# --- blocklist --------------------------------------------------------------
+
+
+class Blocklist:
+    """Whole-word, case-insensitive matching of blocked words and phrases.
+
+    Text and entries are NFKC-normalised and casefolded (so "STRASSE" blocks
+    "Straße" and full-width letters are caught); "whole word" means no
+    letter, digit or mark directly before or after. Entries written in a
+    script without spaces (Chinese, Japanese, Thai...) match anywhere.
+    """
+
+    def __init__(self, entries: Sequence[str]):
+        parts = []
+        for entry in entries:
+            norm = unicodedata.normalize("NFKC", entry).casefold().split()
+            if not norm:
+                continue
+            body = r"\s+".join(regex.escape(w) for w in norm)
+            if regex.search(rf"[{_NO_SPACE_SCRIPTS}]", norm[0][:1] + norm[-1][-1:]):
+                parts.append(rf"(?:{body})")
+            else:
+                parts.append(rf"(?<![\p{{L}}\p{{N}}\p{{M}}_])(?:{body})(?![\p{{L}}\p{{N}}\p{{M}}_])")
+        self._pattern = regex.compile("|".join(parts)) if parts else None
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def search(self, text: str) -> str | None:
+        if self._pattern is None:
+            return None
+        m = self._pattern.search(unicodedata.normalize("NFKC", text).casefold())
+        return m.group(0) if m else None
+
+
+# --- the pipeline -----------------------------------------------------------
+
+
+@dataclass
+class FilterResult:
+    candidates: list[str]
+    dropped: dict[str, int]
+    # For each raw text in order: the filter that dropped it, or None if kept.
+    fates: list[str | None] = field(default_factory=list)
+
+
+def clean_raw(raw: str) -> tuple[str, bool]:
+    """(post text, ended) from one raw text: cut at the first end marker,
+    leading whitespace and one leading start marker removed, stripped."""
+    cut = raw.find(END)
+    ended = cut >= 0
+    text = raw[:cut] if ended else raw
+    text = text.lstrip()
+    if text.startswith(START):
+        text = text[len(START):]
+    return text.strip(), ended
+
+
+_MAYBE_URL = regex.compile(r"\S[.\u3002\uff0e\uff61]\S")
+
+
+def _surely_fits(text: str, platform: str) -> bool:
+    """A cheap sufficient test (twitter-text's parser costs ~0.5 ms a post):
+    a URL needs a dot with no space on either side, and no code point weighs
+    more than 2 on X; graphemes never outnumber code points; Mastodon only
+    counts a URL (which needs '://') as longer than it is."""
+    n = len(text)
+    if platform == "x":
+        if n > 280 or _MAYBE_URL.search(text):
+            return False
+        if text.isascii():
+            return True
+        nfc = unicodedata.normalize("NFC", text)  # what twitter-text counts
+        # code points below U+1100 weigh 1 (and a few above: counted as 2 here)
+        return len(nfc) + sum(1 for c in nfc if ord(c) >= 0x1100) <= 280
+    if platform == "bluesky":
+        return n <= 300 and len(text.encode("utf-8")) <= 3000
+    if platform == "mastodon":
+        return n <= 500 and "://" not in text
+    return False
+
+
+def filter_candidates(
+    raw_texts: list[str],
+    *,
+    training_posts: Sequence[str],
+    earlier_candidates: Sequence[str] = (),
+    platforms: Sequence[str] = ("x",),
+    blocklist: Sequence[str] | Blocklist = (),
+    near_copy_index: NearCopyIndex | None = None,
+    verbatim_keys: set[str] | None = None,
+) -> FilterResult:
+    """Run every filter over ``raw_texts`` (see the module docstring).
+
+    ``training_posts`` feed the verbatim check and, when no
+    ``near_copy_index`` is given, a near-copy index built here (build it
+    once per dataset with :class:`NearCopyIndex` and pass it in when
+    filtering more than once; ``verbatim_keys`` likewise caches
+    ``{normalize(p) for p in training_posts}``).
+    """
+    from bot.textlimits import limit_for
+
+    checker = limit_for(platforms)  # ValueError for an unknown platform
+
+    def fits(text: str) -> bool:
+        return all(_surely_fits(text, p) or checker_one(text, p) for p in checker.platforms)
+
+    from bot.textlimits import fits as checker_one
+    dropped = {name: 0 for name in FILTERS}
+    fates: list[str | None] = []
+    kept: list[str] = []
+    block = blocklist if isinstance(blocklist, Blocklist) else Blocklist(blocklist)
+    if verbatim_keys is None:
+        verbatim_keys = {normalize(p) for p in training_posts}
+    index = near_copy_index
+    seen = {normalize(c) for c in earlier_candidates}
+
+    for raw in raw_texts:
+        text, ended = clean_raw(raw)
+        if not ended or START in text:
+            fate = "unfinished"
+        elif not _VISIBLE.search(text):
+            fate = "empty"
+        elif not fits(text):
+            fate = "too_long"
+        elif block and block.search(text):
+            fate = "blocked"
+        elif is_repetitive(text):
+            fate = "repetition"
+        else:
+            key = normalize(text)
+            if key in verbatim_keys:
+                fate = "verbatim"
+            else:
+                if index is None:
+                    index = NearCopyIndex(training_posts)
+                if index.find(text) is not None:
+                    fate = "near_copy"
+                elif key in seen:
+                    fate = "duplicate"
+                else:
+                    fate = None
+                    seen.add(key)
+                    kept.append(text)
+        if fate is not None:
+            dropped[fate] += 1
+        fates.append(fate)
+    return FilterResult(candidates=kept, dropped=dropped, fates=fates)

@@ -1,0 +1,450 @@
+"""A GPT-2 sampler that loads a checkpoint once and builds its graph once.
+
+gpt-2-simple's ``generate()`` builds a new sampling graph on every call (the
+graph grows and every call gets slower), bakes temperature, top_p, batch
+size and length into it, and always runs ``length`` steps. Here:
+
+* one ``tf.Graph`` and ``tf.compat.v1.Session`` per loaded model (several
+  can coexist), the graph built at load and then finalized, so no call can
+  add an op;
+* the transformer is gpt-2-simple's own (``gpt_2_simple.src.model.model``
+  with the cached ``past``), the truncation its ``sample.top_p_logits``,
+  the weights restored with ``tf.compat.v1.train.Saver`` from the same
+  checkpoints;
+* temperature, top_p (0 = off, as in gpt-2-simple), the batch size (rows of
+  the fed context), the length and the posts per sample are fed at run
+  time;
+* the ``tf.while_loop`` stops as soon as every sample in the batch is done:
+  it has produced its ``<|endoftext|>``, or (``give_up_*``, one post per
+  sample) its current post is already certain to be over a platform's limit,
+  so finishing it would be wasted work. "Certain" uses lower bounds that hold
+  for any text: the post's ASCII non-space characters (graphemes, Bluesky)
+  and the same with every word capped at 23 (X's weighted length, where a
+  URL of any length counts 23); other characters count 0.
+
+GPT-2's byte-level BPE has no single token for gpt-2-simple's
+``<|startoftext|>`` / ``<|endoftext|>`` markers: finetuning encodes them as
+text, so the model writes them as several tokens that depend on the
+neighbouring characters (``.<|``, ``endoftext``, ``|>``). The loop therefore
+tracks each sample with a small automaton over the bytes every token decodes
+to (a KMP matcher for each marker, precomputed as ``[vocab, state]``
+tables), which is exact whatever the tokenization.
+
+Posts per sample (``posts``): with 1 (the seed's behaviour) a sample is done
+after its first post. With more, a sample goes on past its end marker the
+way the training data goes on (``\\n<|startoftext|>`` and the next post), and
+every finished post is harvested, until ``posts`` posts or ``length``
+tokens. Finetuning trains on exactly such streams of posts (1,024-token
+windows of ``<|startoftext|>post<|endoftext|>`` rows), so the later posts
+are samples of the same model, conditioned on the earlier ones.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+START = "<|startoftext|>"
+END = "<|endoftext|>"
+BIG = 1 << 30
+_WS = frozenset(b" \t\n\r\x0b\x0c")
+WORD_CAP = 23  # X and Mastodon count any URL as 23 characters
+
+
+@dataclass
+class SampleBatch:
+    """What one :meth:`Sampler.sample` call produced.
+
+    ``texts``: the raw post attempts (see ``workers.filters``): each ends
+    with ``<|endoftext|>`` when the model finished it. ``steps``: loop
+    iterations run (at most ``length``); ``tokens``: tokens sampled that
+    were kept (each sample up to the step it was done).
+    """
+
+    texts: list[str]
+    samples: int
+    steps: int
+    tokens: int
+    finished: int
+    gave_up: int
+    seconds: float
+    run_seconds: float = 0.0  # inside the TensorFlow session only
+    per_sample: list[list[str]] = field(default_factory=list)
+
+
+# --- per-token tables ------------------------------------------------------
+
+
+def _token_bytes(enc) -> list[bytes]:
+    out = []
+    for i in range(max(enc.decoder) + 1):
+        s = enc.decoder.get(i, "")
+        out.append(bytes(enc.byte_decoder.get(c, 0) for c in s))
+    return out
+
+
+def _marker_tables(toks: list[bytes], pattern: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """KMP over token bytes: ``trans[t, s]`` is the matcher's state (bytes of
+    ``pattern`` matched as a suffix) after token ``t`` from state ``s``;
+    ``hit[t, s]`` whether the pattern completed inside the token.
+
+    Relies on ``pattern`` having its first byte nowhere else (true of both
+    markers, whose only ``<`` is the first), so a partial match can only
+    start at the last ``<`` and a state either continues or restarts.
+    """
+    L = len(pattern)
+    first = pattern[:1]
+    assert pattern.count(first) == 1
+
+    def from_zero(tb: bytes) -> tuple[int, bool]:
+        hit = pattern in tb
+        k = tb.rfind(first)
+        if k >= 0 and pattern.startswith(tb[k:]) and len(tb) - k < L:
+            return len(tb) - k, hit
+        return 0, hit
+
+    V = len(toks)
+    trans = np.zeros((V, L), dtype=np.int32)
+    hit = np.zeros((V, L), dtype=bool)
+    for t, tb in enumerate(toks):
+        if first in tb:
+            st, h = from_zero(tb)
+            trans[t, :] = st
+            hit[t, :] = h
+    # States s > 0: only tokens that continue the partial match differ.
+    by_bytes: dict[bytes, list[int]] = {}
+    for t, tb in enumerate(toks):
+        by_bytes.setdefault(tb, []).append(t)
+    ordered = sorted((tb, t) for t, tb in enumerate(toks) if tb)
+    keys = [tb for tb, _ in ordered]
+    for s in range(1, L):
+        rest = pattern[s:]
+        for j in range(1, len(rest)):  # token is a strict continuation
+            for t in by_bytes.get(rest[:j], ()):
+                trans[t, s] = s + j
+                hit[t, s] = False
+        lo = bisect.bisect_left(keys, rest)  # token completes the pattern
+        while lo < len(keys) and keys[lo].startswith(rest):
+            t = ordered[lo][1]
+            st, _ = from_zero(keys[lo][len(rest):])
+            trans[t, s] = st
+            hit[t, s] = True
+            lo += 1
+    return trans, hit
+
+
+def _count_tables(toks: list[bytes]) -> np.ndarray:
+    """Per token: [ascii non-space bytes, has whitespace, before the first
+    whitespace, after the last, sum over inner words of min(len, 23)]."""
+    out = np.zeros((len(toks), 5), dtype=np.int32)
+    for t, tb in enumerate(toks):
+        runs, cur, has_ws = [], 0, False
+        for b in tb:
+            if b in _WS:
+                runs.append(cur)
+                cur, has_ws = 0, True
+            elif b < 128:
+                cur += 1
+        runs.append(cur)
+        a = sum(runs)
+        if has_ws:
+            out[t] = (a, 1, runs[0], runs[-1], sum(min(r, WORD_CAP) for r in runs[1:-1]))
+        else:
+            out[t] = (a, 0, a, a, 0)
+    return out
+
+
+_TABLE_CACHE: dict[tuple, dict] = {}
+_TABLE_LOCK = threading.Lock()
+
+
+def token_tables(model_dir: Path, enc) -> dict:
+    """The per-token tables of a vocabulary, cached per encoder file."""
+    st = (Path(model_dir) / "encoder.json").stat()
+    key = (str((Path(model_dir) / "encoder.json").resolve()), st.st_mtime_ns, st.st_size)
+    with _TABLE_LOCK:
+        if key not in _TABLE_CACHE:
+            toks = _token_bytes(enc)
+            te, he = _marker_tables(toks, END.encode())
+            ts, hs = _marker_tables(toks, START.encode())
+            _TABLE_CACHE[key] = {
+                "end": (te + he.astype(np.int32) * 64).astype(np.int32),
+                "start": (ts + hs.astype(np.int32) * 64).astype(np.int32),
+                "counts": _count_tables(toks),
+            }
+        return _TABLE_CACHE[key]
+
+
+def _final_state(pattern: bytes, data: bytes) -> int:
+    k = data.rfind(pattern[:1])
+    if k >= 0 and pattern.startswith(data[k:]) and len(data) - k < len(pattern):
+        return len(data) - k
+    return 0
+
+
+# --- the sampler -------------------------------------------------------------
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> str | None:
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(str(checkpoint_dir))
+
+
+class Sampler:
+    """A model loaded into its own graph and session, sampled many times.
+
+    ``checkpoint_dir`` is a gpt-2-simple checkpoint directory (``checkpoint``
+    index, ``model-N.*``, ``hparams.json``, ``encoder.json``, ``vocab.bpe``)
+    or a base model directory (``model.ckpt``).
+    """
+
+    def __init__(self, checkpoint_dir: Path, *, prefix: str = START, threads: int | None = None,
+                 seed: int | None = None, checkpoint: str | None = None, batch_size: int | None = 20):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+        from gpt_2_simple.src import encoder as genc
+        from gpt_2_simple.src import model as gmodel
+        from gpt_2_simple.src import sample as gsample
+
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.prefix = prefix
+        self.enc = genc.get_encoder(str(self.checkpoint_dir))
+        self.hparams = gmodel.default_hparams()
+        with open(self.checkpoint_dir / "hparams.json", encoding="utf-8") as f:
+            self.hparams.override_from_dict(json.load(f))
+        hp = self.hparams
+        self.checkpoint = checkpoint or latest_checkpoint(self.checkpoint_dir)
+        if not self.checkpoint:
+            raise FileNotFoundError(f"no checkpoint in {self.checkpoint_dir}")
+        self.prefix_tokens = self.enc.encode(prefix)
+        if not self.prefix_tokens:
+            raise ValueError("the prefix must encode to at least one token")
+        prefix_bytes = prefix.encode("utf-8")
+        self._end0 = _final_state(END.encode(), prefix_bytes)
+        self._start0 = _final_state(START.encode(), prefix_bytes)
+        tables = token_tables(self.checkpoint_dir, self.enc)
+        n_vocab = hp.n_vocab
+        end_t, start_t, counts = (tables["end"][:n_vocab], tables["start"][:n_vocab], tables["counts"][:n_vocab])
+        if len(end_t) < n_vocab:  # vocabulary smaller than the embedding: pad
+            pad = n_vocab - len(end_t)
+            end_t = np.concatenate([end_t, np.zeros((pad, end_t.shape[1]), np.int32)])
+            start_t = np.concatenate([start_t, np.zeros((pad, start_t.shape[1]), np.int32)])
+            counts = np.concatenate([counts, np.zeros((pad, 5), np.int32)])
+
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            if seed is not None:
+                tf.compat.v1.set_random_seed(seed)
+            self.length = tf.compat.v1.placeholder(tf.int32, [], name="length")
+            self.temperature = tf.compat.v1.placeholder_with_default(1.0, [], name="temperature")
+            self.top_p = tf.compat.v1.placeholder_with_default(0.9, [], name="top_p")
+            self.posts = tf.compat.v1.placeholder_with_default(1, [], name="posts")
+            self.give_up_graphemes = tf.compat.v1.placeholder_with_default(BIG, [], name="give_up_graphemes")
+            self.give_up_weighted = tf.compat.v1.placeholder_with_default(BIG, [], name="give_up_weighted")
+            self.end_state0 = tf.compat.v1.placeholder_with_default(self._end0, [], name="end_state0")
+            self.start_state0 = tf.compat.v1.placeholder_with_default(self._start0, [], name="start_state0")
+            # Two loops over the same weights, both built now: one with the
+            # batch size fixed (static shapes let Grappler fold the shape
+            # arithmetic of every reshape: ~15% less work per token on a small
+            # model), one for any batch size.
+            self.batch_size = batch_size
+            self._paths = {}
+            for rows in ([batch_size] if batch_size else []) + [None]:
+                with tf.compat.v1.name_scope(f"rows_{rows or 'any'}"):
+                    self._paths[rows] = self._build(tf, gmodel, gsample, end_t, start_t, counts, rows)
+            var_list = [v for v in tf.compat.v1.global_variables() if v.name.startswith("model/")]
+            saver = tf.compat.v1.train.Saver(var_list=var_list)
+        cores = os.cpu_count() or 1
+        intra = threads or cores
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra,
+                                          inter_op_parallelism_threads=max(1, min(2, intra)))
+        config.gpu_options.allow_growth = True
+        self.sess = tf.compat.v1.Session(graph=self.graph, config=config)
+        saver.restore(self.sess, self.checkpoint)
+        self.graph.finalize()  # from here on nothing may add an op
+        self._lock = threading.Lock()
+        self.calls = 0
+        # The first run of a graph optimizes it (Grappler) and allocates: pay
+        # that at load time, not in the first request.
+        for rows in self._paths:
+            self.sample(rows or 1, length=2)
+        self.calls = 0
+
+    def _build(self, tf, gmodel, gsample, end_t, start_t, counts, rows: int | None) -> dict:
+        hp = self.hparams
+        context = tf.compat.v1.placeholder(tf.int32, [rows, None], name="context")
+        batch = rows if rows else tf.shape(context)[0]
+        # One table per token: [end matcher by state | start matcher by state | counts].
+        n_end, n_start = end_t.shape[1], start_t.shape[1]
+        table = tf.constant(np.concatenate([end_t, start_t, counts], axis=1), name="token_table")
+        # Few loop inputs: each one costs bookkeeping nodes at every step.
+        fparams = tf.stack([tf.cast(self.temperature, tf.float32),
+                            tf.where(self.top_p > 0.0, self.top_p, 2.0)])  # top_p 0 = off, as in gpt-2-simple
+        iparams = tf.stack([self.posts, self.give_up_graphemes, self.give_up_weighted, self.length])
+
+        def step(tokens, past=None):
+            out = gmodel.model(hparams=hp, X=tokens, past=past, reuse=tf.compat.v1.AUTO_REUSE)
+            presents = out["present"]
+            presents.set_shape(gmodel.past_shape(hparams=hp, batch_size=rows))
+            return out["logits"][:, :, :hp.n_vocab], presents
+
+        with tf.compat.v1.name_scope("sample_sequence"):
+            _, past0 = step(context[:, :-1])
+
+            def body(i, past, prev, out_ta, state):
+                temperature, top_p = tf.unstack(fparams)
+                posts, max_graphemes, max_weighted, _ = tf.unstack(iparams)
+                logits, presents = step(prev[:, tf.newaxis], past=past)
+                logits = logits[:, -1, :] / temperature
+                logits = gsample.top_p_logits(logits, p=top_p)  # gpt-2-simple's nucleus truncation
+                tok = tf.squeeze(tf.random.categorical(logits, num_samples=1, dtype=tf.int32), axis=[1])
+                # Per sample: marker matchers, ends so far, lower bounds of the
+                # current post's graphemes (g) and X weight (xt: finished words,
+                # xw: the word in progress), done flag, step it was done at.
+                es, ss, ends, g, xt, xw, done, stop = tf.unstack(state, num=8, axis=1)
+                row = tf.gather(table, tok)
+                e = tf.gather(row, es, batch_dims=1)
+                s = tf.gather(row, n_end + ss, batch_dims=1)
+                a, ws, lead, trail, inner = tf.unstack(row[:, n_end + n_start:], num=5, axis=1)
+                end_hit, es = e >= 64, e % 64
+                start_hit, ss = s >= 64, s % 64
+                ws = ws > 0
+                keep = tf.cast(~(end_hit | start_hit), tf.int32)  # a marker starts a new post
+                g = (g + a) * keep
+                xt = tf.where(ws, xt + tf.minimum(xw + lead, WORD_CAP) + inner, xt) * keep
+                xw = tf.where(ws, trail, xw + a) * keep
+                ends = ends + tf.cast(end_hit, tf.int32)
+                partial = tf.maximum(es, ss)  # marker bytes so far are not the post's
+                gave_up = ((g - partial > max_graphemes)
+                           | (xt + tf.minimum(tf.maximum(xw - partial, 0), WORD_CAP) > max_weighted))
+                # With one post per sample a hopeless post ends the sample; when
+                # harvesting, the sample goes on to its next post instead.
+                now = (ends >= posts) | (gave_up & tf.equal(posts, 1))
+                stop = tf.where(tf.equal(done, 0) & now, i + 1, stop)
+                done = tf.maximum(done, tf.cast(now, tf.int32))
+                state = tf.stack([es, ss, ends, g, xt, xw, done, stop], axis=1)
+                return i + 1, tf.concat([past, presents], axis=-2), tok, out_ta.write(i, tok), state
+
+            def cond(i, past, prev, out_ta, state):
+                return (i < iparams[3]) & tf.logical_not(tf.reduce_all(state[:, 6] > 0))
+
+            zeros = tf.zeros([batch], tf.int32)
+            state0 = tf.stack([tf.fill([batch], self.end_state0), tf.fill([batch], self.start_state0),
+                               zeros, zeros, zeros, zeros, zeros, tf.fill([batch], self.length)], axis=1)
+            loop_vars = (
+                tf.constant(0), past0, context[:, -1],
+                tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None])),
+                state0,
+            )
+            shapes = (
+                tf.TensorShape([]), tf.TensorShape(gmodel.past_shape(hparams=hp, batch_size=rows)),
+                tf.TensorShape([rows]), tf.TensorShape(None), tf.TensorShape([rows, 8]),
+            )
+            steps, _, _, out_ta, state = tf.while_loop(cond=cond, body=body, loop_vars=loop_vars,
+                                                       shape_invariants=shapes)
+            return {
+                "context": context,
+                "fetch": [tf.transpose(out_ta.stack(), [1, 0]),  # tokens [batch, steps]
+                          steps, tf.minimum(state[:, 7], steps), state[:, 2], state[:, 6] > 0],
+            }
+
+    # -- public ------------------------------------------------------------
+
+    @property
+    def op_count(self) -> int:
+        return len(self.graph.get_operations())
+
+    def sample(self, batch_size: int = 20, *, length: int = 200, temperature: float = 1.0,
+               top_p: float = 0.9, posts: int = 1,
+               give_up_graphemes: int | None = None, give_up_weighted: int | None = None) -> SampleBatch:
+        """Sample ``batch_size`` streams of at most ``length`` tokens.
+
+        ``give_up_graphemes`` / ``give_up_weighted``: stop a sample once its
+        current post is certain to exceed that many graphemes (Bluesky) or
+        X-weighted characters (lower bounds from the ASCII bytes, URLs
+        counted as 23), e.g. 300 and 280.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if temperature <= 0:
+            raise ValueError("temperature must be above 0")
+        length = int(min(length, self.hparams.n_ctx - len(self.prefix_tokens)))
+        if length < 1:
+            raise ValueError("length must be at least 1")
+        path = self._paths.get(batch_size) or self._paths[None]
+        feed = {
+            path["context"]: np.tile(np.asarray(self.prefix_tokens, np.int32), (batch_size, 1)),
+            self.length: length,
+            self.temperature: float(temperature),
+            self.top_p: float(top_p),
+            self.posts: max(1, int(posts)),
+            self.give_up_graphemes: BIG if give_up_graphemes is None else int(give_up_graphemes),
+            self.give_up_weighted: BIG if give_up_weighted is None else int(give_up_weighted),
+        }
+        t0 = time.perf_counter()
+        with self._lock:
+            t_run = time.perf_counter()
+            tokens, steps, stop, ends, done = self.sess.run(path["fetch"], feed)
+            run_seconds = time.perf_counter() - t_run
+            self.calls += 1
+        texts, per_sample = [], []
+        finished = gave_up = kept = 0
+        for b in range(batch_size):
+            n = int(stop[b])
+            kept += n
+            pieces = split_posts(self.enc.decode(tokens[b, :n].tolist()))
+            finished += sum(p.endswith(END) for p in pieces)
+            if done[b] and ends[b] < 1:
+                gave_up += 1
+            per_sample.append(pieces)
+            texts.extend(pieces)
+        return SampleBatch(texts=texts, samples=batch_size, steps=int(steps), tokens=kept,
+                           finished=finished, gave_up=gave_up, seconds=time.perf_counter() - t0,
+                           run_seconds=run_seconds, per_sample=per_sample)
+
+    def close(self) -> None:
+        self.sess.close()
+
+
+_MARKERS = None
+
+
+def split_posts(text: str) -> list[str]:
+    """Cut one sample's text into raw post attempts.
+
+    A post ends at ``<|endoftext|>`` (kept, so the filters know it ended);
+    a ``<|startoftext|>`` begins a new post, so whatever came before it
+    since the last end is an abandoned, unfinished attempt. Attempts with
+    nothing but whitespace (or a cut-off marker) are not posts at all.
+    """
+    global _MARKERS
+    if _MARKERS is None:
+        import re
+
+        _MARKERS = re.compile(f"({re.escape(END)}|{re.escape(START)})")
+    pieces, cur = [], ""
+    for part in _MARKERS.split(text):
+        if part == END:
+            pieces.append(cur + END)
+            cur = ""
+        elif part == START:
+            if _substantial(cur):
+                pieces.append(cur)
+            cur = ""
+        else:
+            cur += part
+    if _substantial(cur):
+        pieces.append(cur)
+    return pieces
+
+
+def _substantial(text: str) -> bool:
+    rest = text.strip()
+    return bool(rest) and not START.startswith(rest) and not END.startswith(rest)

@@ -8,6 +8,7 @@ token or internet needed.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -129,7 +130,29 @@ async def run_demo(cfg: Config) -> int:
         await asyncio.sleep(1.0)
         for msg in candidates[:3]:
             say("parodybot", "(edited) " + message_text(standin.message(msg["id"])))
-        say("demo", "done")
+
+        # Hands-off posting: a demo schedule of seconds instead of 0 9,13,19 * * *.
+        say("alice", "/schedule set persona:jokes interval_minutes:0.05 jitter_minutes:0   (every 3 seconds, for the demo)")
+        ix = await standin.invoke(alice, "schedule", subcommand="set", channel=general,
+                                  options={"persona": "jokes", "interval_minutes": 0.05, "jitter_minutes": 0})
+        await ix.wait_for_response(timeout=5)
+        say("parodybot", message_text(ix.response))
+        approved = min(2, len(candidates))
+
+        def outbox_lines():
+            path = cfg.outbox_path
+            lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+            return lines if len(lines) >= approved else None
+
+        lines = await standin.wait_for(outbox_lines, timeout=60, what="the scheduler to post the approved candidates")
+        await asyncio.sleep(1.0)  # let the bot edit the candidate messages with their links
+        for msg in candidates[:approved]:
+            say("parodybot", "(edited) " + message_text(standin.message(msg["id"])))
+        print("\nPosted by the scheduler (the outbox, " + str(cfg.outbox_path) + "):")
+        for line in lines:
+            record = json.loads(line)
+            print(f"  {record['posted_at']}  {record['text']}")
+        say("demo", "done: trained, generated, voted, posted")
         return 0
     finally:
         await bot.close()

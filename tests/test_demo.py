@@ -21,4 +21,9 @@ def test_demo_runs_the_whole_loop(tmp_path):
     assert "candidate #1" in out
     assert "✅ approved (net +3): #1 in the posting queue" in out
     assert "❌ rejected (net -2)" in out
+    # The scheduler posted both approved candidates to the outbox, and the messages say so.
+    assert out.count("📤 posted (net +3)") == 2
+    outbox = (tmp_path / "data" / "outbox.jsonl").read_text().splitlines()
+    assert len(outbox) == 2
+    assert "Posted by the scheduler" in out and "demo: done" in out
     assert "Traceback" not in out + result.stderr

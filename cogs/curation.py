@@ -6,6 +6,7 @@ reactions, so what members did while the bot was down counts.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -58,10 +59,13 @@ class Curation(commands.Cog):
         self.bot = bot
         self.service = CurationService(bot.store)
         self.reconciled = False
+        self._reconcile_task: asyncio.Task | None = None
         self.windows.start()
 
     async def cog_unload(self) -> None:
         self.windows.cancel()
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
 
     # --- rules -------------------------------------------------------------
 
@@ -161,8 +165,11 @@ class Curation(commands.Cog):
         if self.reconciled:
             return
         self.reconciled = True
+        self._reconcile_task = asyncio.current_task()  # cancelled if the bot stops meanwhile
         try:
             await self.reconcile_all()
+        except asyncio.CancelledError:
+            raise
         except Exception:
             log.exception("reconciling votes at start-up failed")
 

@@ -141,3 +141,33 @@ def test_too_little_data_says_how_much_is_needed(sandbox):
     parodybot(sandbox, "import", "small", "--source", "csv", "--file", str(path))
     result = parodybot(sandbox, "train", "small", "--steps", "5", "--model", "tiny")
     assert_refused(result, "1024")
+
+
+def test_build_tiny_model(sandbox):
+    result = parodybot(sandbox, "model", "build-tiny", str(sandbox / "data" / "tiny"), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    hparams = json.loads((sandbox / "data" / "tiny" / "hparams.json").read_text())
+    assert hparams["n_ctx"] == 1024 and info["model_dir"].endswith("tiny")
+    for name in ("encoder.json", "vocab.bpe", "checkpoint"):
+        assert (sandbox / "data" / "tiny" / name).exists()
+
+
+@pytest.mark.timeout(400)
+def test_import_train_generate_from_the_command_line(sandbox):
+    assert parodybot(sandbox, "import", "jokes", "--source", "csv", "--file", str(CORPUS)).returncode == 0
+    trained = parodybot(sandbox, "train", "jokes", "--steps", "40", "--model", "tiny", "--json")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    result = json.loads(trained.stdout)
+    assert result["state"] == "done" and result["steps_done"] == 40 and len(result["samples"]) == 3
+    assert "step 40/40" in trained.stderr  # progress lines for the person watching
+
+    generated = parodybot(sandbox, "generate", "jokes", "-n", "5", "--temperature", "0.9", "--top-p", "0.9", "--json")
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    out = json.loads(generated.stdout)
+    assert isinstance(out["dropped"], dict) and "unfinished" in out["dropped"]
+    training = {row[0] for row in csv.reader(io.StringIO(CORPUS.read_text()))}
+    for cand in out["candidates"]:
+        text = cand["text"]
+        assert text and "<|" not in text and text not in training
+    assert files_outside_data(sandbox) == []

@@ -271,3 +271,30 @@ async def test_a_busy_queue_never_makes_a_command_miss_its_acknowledgement(world
                                        timeout=10, what="queued message")
     assert job
     assert len(await bot.store.list_jobs()) == 1
+
+
+async def test_attachments_only_from_discord_hosts_and_within_the_size_limit(world, bot_handle):
+    from conftest import config_for
+
+    bot = await bot_handle.start(config_for(world, discord={"max_attachment_mb": 0.01}))
+    csv_bytes = b"tweets\n" + b"a post that is long enough\n" * 10
+    elsewhere = {"filename": "posts.csv", "data": csv_bytes, "url": "http://198.51.100.7/posts.csv"}
+    ix = await world.standin.invoke(world.alice, "train", channel=world.general, options={"file": elsewhere})
+    await ix.wait_for_response(timeout=5)
+    assert ix.ephemeral and "only fetched from Discord's attachment hosts" in ix.response["content"]
+
+    big = ("posts.csv", b"tweets\n" + b"x" * 20_000, "text/csv")
+    ix = await world.standin.invoke(world.alice, "train", channel=world.general, options={"file": big})
+    await ix.wait_for_response(timeout=5)
+    assert ix.ephemeral and "the limit is 0.01 MB" in ix.response["content"]
+    assert await bot.store.list_jobs() == []
+
+
+async def test_denylisted_handles_are_never_trained_on(world, bot_handle):
+    from conftest import config_for
+
+    bot = await bot_handle.start(config_for(world, training={"denylist": ["someone_private"]}))
+    ix = await world.standin.invoke(world.alice, "train", channel=world.general, options={"handle": "@Someone_Private"})
+    await ix.wait_for_response(timeout=5)
+    assert ix.ephemeral and "do-not-train list" in ix.response["content"]
+    assert await bot.store.list_jobs() == []

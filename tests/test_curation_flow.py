@@ -298,3 +298,23 @@ async def test_denylisted_handles_are_never_trained_on(world, bot_handle):
     await ix.wait_for_response(timeout=5)
     assert ix.ephemeral and "do-not-train list" in ix.response["content"]
     assert await bot.store.list_jobs() == []
+
+
+async def test_a_failed_job_never_shows_a_secret(world, bot, monkeypatch):
+    monkeypatch.setenv("DRIL_X_ACCESS_TOKEN", "sekrit-token-value-123")
+    await make_persona(bot, world)
+    tasks = Tasks(bot.cfg)
+
+    def broken(payload, task_id, progress):
+        raise RuntimeError("upstream said: bad token sekrit-token-value-123")
+
+    tasks.generate = broken
+    huey = contract.open_queue(bot.cfg.queue_url, tasks.handlers())
+    tasks.huey = huey
+    ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options={"persona": "dril"})
+    await ix.wait_for_response(timeout=5)
+    task = await asyncio.to_thread(huey.dequeue)
+    await asyncio.to_thread(huey.execute, task)
+    final = await world.standin.wait_for(
+        lambda: (m := world.standin.message(ix.response["id"])) and "failed:" in m["content"] and m, timeout=10)
+    assert "[redacted]" in final["content"] and "sekrit" not in final["content"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bot import contract
 from bot.config import Config
+from bot.logs import redact
 
 log = logging.getLogger("parodybot.worker")
 
@@ -76,12 +77,13 @@ class Tasks:
             progress.update(force=True, resumed=bool(payload.get("resumed")))
             try:
                 result = fn(payload, task_id, progress)
-            except contract.BadInput as exc:
-                progress.update(force=True, state=contract.FAILED, error=str(exc))
-                return {"state": contract.FAILED, "error": str(exc)}
+            except (contract.BadInput, contract.WorkFailed) as exc:
+                message = redact(str(exc).split("\n--- last lines")[0])  # the log tail stays in the log
+                progress.update(force=True, state=contract.FAILED, error=message)
+                return {"state": contract.FAILED, "error": message}
             except Exception as exc:  # reported to the bot; the traceback stays in the worker log
                 log.exception("%s job %s failed", kind, task_id)
-                message = f"{type(exc).__name__}: {exc}"
+                message = redact(f"{type(exc).__name__}: {exc}")  # never a secret in Discord
                 progress.update(force=True, state=contract.FAILED, error=message)
                 return {"state": contract.FAILED, "error": message}
             finally:

@@ -459,7 +459,6 @@ def _run_child(spec, log_path, lock_fd, run, total, start_step, losses, on_event
     last_cancel_check = 0.0
     cancel_sent_at = None
     pending = None
-    losses_file = open(run / "losses.jsonl", "a", encoding="utf-8")
     clean_exit = False
     try:
         while True:
@@ -475,9 +474,7 @@ def _run_child(spec, log_path, lock_fd, run, total, start_step, losses, on_event
                 if ev == "step":
                     step = int(msg["step"])
                     entry = [step, round(float(msg["loss"]), 5), round(float(msg["avg"]), 5)]
-                    losses.append(entry)
-                    losses_file.write(json.dumps(entry) + "\n")
-                    losses_file.flush()
+                    losses.append(entry)  # the child appends it to losses.jsonl
                     done_here = step - start_step
                     per_step = float(msg["time"]) / done_here if done_here > 0 else None
                     pending = {
@@ -529,7 +526,6 @@ def _run_child(spec, log_path, lock_fd, run, total, start_step, losses, on_event
         rc = proc.wait()
         clean_exit = True
     finally:
-        losses_file.close()
         if not clean_exit and proc.poll() is None:
             # on_event / should_cancel raised, or we were interrupted: stop the child, let it save.
             _signal(proc, signal.SIGINT)

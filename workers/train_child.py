@@ -152,9 +152,14 @@ def main(argv: list[str] | None = None) -> int:
                     loss = sess.last_loss if sess.last_loss is not None else float(m.group(3))
                     a0, a1 = state["avg"]
                     state["avg"] = (a0 * 0.99 + loss, a1 * 0.99 + 1.0)
+                    avg = state["avg"][0] / state["avg"][1]
+                    # The child keeps the loss history itself: a parent killed mid-run
+                    # would miss the steps between its death and this child's last save.
+                    with open(os.path.join(spec["checkpoint_dir"], spec["run_name"], "losses.jsonl"), "a",
+                              encoding="utf-8") as f:
+                        f.write(json.dumps([int(m.group(1)), round(float(loss), 5), round(float(avg), 5)]) + "\n")
                     emit({"event": "step", "step": int(m.group(1)), "time": float(m.group(2)),
-                          "loss": loss, "avg": state["avg"][0] / state["avg"][1],
-                          "saved_step": state["saved"]})
+                          "loss": loss, "avg": avg, "saved_step": state["saved"]})
 
         gpt_2.print = hook  # the module's prints resolve here before builtins
 

@@ -53,6 +53,11 @@ def test_unfinished():
     assert r.dropped["unfinished"] == 3 and r.candidates == []
 
 
+def test_garbled_marker_pieces():
+    r = run(["<||>|>I." + END, "a post with <|endo in it" + END, "fine post here" + END])
+    assert r.dropped["garbled"] == 2 and r.candidates == ["fine post here"]
+
+
 def test_empty():
     r = run([END, fin("   \n\t "), fin(START), fin("\u200b\u200b")])
     assert r.dropped["empty"] == 4
@@ -220,3 +225,42 @@ def test_first_filter_wins_and_counts_add_up():
 def test_normalize():
     assert normalize("Don't  STOP,  me now!") == normalize("dont stop me now")
     assert normalize("...") != normalize("!!!")
+    assert normalize("Café, CRÈME brûlée!") == normalize("cafe\u0301 crème brûlée")
+
+
+def test_ascii_fast_path_matches_the_unicode_rules():
+    import unicodedata
+
+    from workers import filters
+
+    def slow(text):
+        base = unicodedata.normalize("NFKC", text).casefold()
+        key = " ".join(filters._PUNCT.sub(" ", filters._APOSTROPHES.sub("", base)).split())
+        return key if key else " ".join(base.split())
+
+    rng = random.Random(5)
+    alphabet = [chr(i) for i in range(32, 127)] + ["\n", "\t"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert normalize(text) == slow(text), repr(text)
+
+
+def test_edit_distance_without_rapidfuzz(monkeypatch):
+    from workers import filters
+
+    def full(a, b):
+        d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+        return d[-1][-1]
+
+    monkeypatch.setattr(filters, "_rf_levenshtein", None)
+    rng = random.Random(11)
+    for _ in range(500):
+        a = [rng.randrange(5) for _ in range(rng.randint(0, 9))]
+        b = [rng.randrange(5) for _ in range(rng.randint(0, 9))]
+        cutoff = rng.randint(0, 4)
+        assert filters._levenshtein(a, b, cutoff) == min(full(a, b), cutoff + 1)
+    index = NearCopyIndex(TRAINING)
+    assert index.find("I love my cat so much") is not None

@@ -49,6 +49,7 @@ END = "<|endoftext|>"
 
 FILTERS = (
     "unfinished",
+    "garbled",
     "empty",
     "too_long",
     "blocked",
@@ -68,11 +69,20 @@ _WORDS = regex.compile(rf"[{_NO_SPACE_SCRIPTS}]|[^\s{_NO_SPACE_SCRIPTS}]+")
 _VISIBLE = regex.compile(r"[^\p{Z}\p{C}\s]")
 
 
+# The same for ASCII text, without regexes (NFKC and casefold are lower()
+# there; these are ASCII's \p{P} characters): ~3x faster on big datasets.
+_ASCII_KEY = str.maketrans({**{c: " " for c in "!\"#%&()*,-./:;?@[\\]_{}"}, "'": None, "`": None})
+
+
 def normalize(text: str) -> str:
     """The key that verbatim and duplicate checks compare: NFKC, casefold,
     apostrophes dropped (don't == dont), other punctuation as spaces,
     whitespace collapsed. A text made only of punctuation keeps it (so
     ``...`` and ``!!!`` stay different)."""
+    if text.isascii():
+        base = text.lower()
+        key = " ".join(base.translate(_ASCII_KEY).split())
+        return key if key else " ".join(base.split())
     base = unicodedata.normalize("NFKC", text).casefold()
     key = " ".join(_PUNCT.sub(" ", _APOSTROPHES.sub("", base)).split())
     return key if key else " ".join(base.split())
@@ -84,7 +94,9 @@ _HAS_NO_SPACE_SCRIPT = regex.compile(rf"[{_NO_SPACE_SCRIPTS}]")
 def words(text: str) -> list[str]:
     """Normalised words (characters, for scripts without spaces)."""
     key = normalize(text)
-    return _WORDS.findall(key) if _HAS_NO_SPACE_SCRIPT.search(key) else key.split()
+    if key.isascii() or not _HAS_NO_SPACE_SCRIPT.search(key):
+        return key.split()
+    return _WORDS.findall(key)
 
 
 # --- near copies --------------------------------------------------------------
@@ -384,6 +396,9 @@ def filter_candidates(
         text, ended = clean_raw(raw)
         if not ended or START in text:
             fate = "unfinished"
+        elif "<|" in text or "|>" in text:
+            # Pieces of the special markers (an undertrained model spells them badly).
+            fate = "garbled"
         elif not _VISIBLE.search(text):
             fate = "empty"
         elif not fits(text):

@@ -1,0 +1,41 @@
+"""Helpers shared by the benchmarks in bench/ (no TensorFlow here)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CACHE = Path(os.environ.get("PARODYBOT_BENCH_CACHE", Path.home() / ".cache" / "parodybot-bench"))
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def ratio_line(name: str, ours: float, anchor: float, unit: str, ratio: float) -> str:
+    """The benchmarks' last line: ``NAME: ours X UNIT, anchor Y UNIT, ratio R``."""
+    return f"{name}: ours {ours:.4g} {unit}, anchor {anchor:.4g} {unit}, ratio {ratio:.3g}"
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        return False
+
+
+def joke_corpus(language: str = "en") -> list[str]:
+    """The jokes the pyjokes package ships: a real corpus no one here wrote."""
+    import pyjokes
+
+    return list(pyjokes.get_jokes(language=language, category="all"))

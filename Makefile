@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test bench clean
+.PHONY: install redis demo run test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ demo: install
 run: install
 	$(VENV)/bin/parodybot run
 
-test: install
+# The queue's network backend is tested against a real Redis server on loopback.
+redis:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (Debian package) for the queue tests"; \
+	  (apt-get install -y -qq redis-server || (apt-get update -qq && apt-get install -y -qq redis-server)) >/dev/null; }
+
+test: install redis
 	$(VENV)/bin/pytest -q
 
 bench: install

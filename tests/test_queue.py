@@ -1,0 +1,107 @@
+"""The task queue: JSON on the wire, and the same API over SQLite and Redis."""
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bot import contract
+from conftest import WorkerProcess
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "bot" / "data" / "demo_corpus.csv"
+
+
+def test_payloads_travel_as_json(tmp_path):
+    huey = contract.open_queue(f"sqlite:///{tmp_path / 'q.sqlite3'}")
+    task_id = contract.enqueue(huey, contract.GENERATE, {"persona": "dril", "count": 3})
+    raw = huey.storage.dequeue()
+    message = json.loads(raw)  # plain JSON text, readable by anyone
+    assert message["__message__"][1] == "bot.contract.generate"
+    assert message["__message__"][6] == {"__tuple__": [{"persona": "dril", "count": 3}]}
+    assert task_id == message["__message__"][0]
+
+
+def test_a_pickled_message_is_refused_not_run(tmp_path):
+    huey = contract.open_queue(f"sqlite:///{tmp_path / 'q.sqlite3'}")
+
+    class Boom:
+        def __reduce__(self):
+            return (Path("/tmp/parodybot-pwned").touch, ())
+
+    huey.storage.enqueue(pickle.dumps(Boom()))
+    with pytest.raises(Exception):
+        huey.dequeue()
+    assert not Path("/tmp/parodybot-pwned").exists()
+
+
+def test_objects_that_are_not_json_cannot_be_queued(tmp_path):
+    huey = contract.open_queue(f"sqlite:///{tmp_path / 'q.sqlite3'}")
+    with pytest.raises(TypeError, match="payloads are JSON"):
+        contract.enqueue(huey, contract.TRAIN, {"persona": "dril", "when": object()})
+
+
+def test_unknown_queue_url_is_a_clear_error():
+    with pytest.raises(contract.BadInput, match="sqlite:///PATH or redis://"):
+        contract.open_queue("amqp://localhost")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real Redis server on loopback (`make test` installs redis-server)."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is missing: `make test` installs it (apt-get install redis-server)"
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_on_another_machine_takes_jobs_over_redis(tmp_path, redis_url):
+    """Bot and worker share nothing but the Redis queue: separate data dirs, separate processes."""
+    bot_side = contract.open_queue(redis_url)
+    config = tmp_path / "worker.toml"
+    config.write_text(f'[queue]\nurl = "{redis_url}"\n')
+    worker = WorkerProcess(tmp_path / "gpu-box", config).start()
+    try:
+        payload = {"persona": "jokes", "source": "csv", "file_name": "jokes.csv",
+                   "file_b64": __import__("base64").b64encode(CORPUS.read_bytes()).decode()}
+        task_id = contract.enqueue(bot_side, contract.IMPORT, payload)
+        for _ in range(600):
+            record = contract.read_progress(bot_side, task_id)
+            if record and record.get("state") in contract.FINAL_STATES:
+                break
+            await asyncio.sleep(0.1)
+        assert record["state"] == contract.DONE, (record, worker.output()[-2000:])
+        assert record["result"]["dataset"]["kept"] == 283
+        beat = contract.last_heartbeat(bot_side)
+        assert beat and time.time() - beat["at"] < 30
+        # The dataset lives on the worker's side only.
+        assert (tmp_path / "gpu-box" / "worker" / "datasets" / "jokes" / "dataset.csv").exists()
+    finally:
+        worker.stop()

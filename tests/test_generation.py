@@ -154,6 +154,8 @@ def test_graph_is_built_once(service):
     for _ in range(3):
         service.generate("jokes", 3, length=40, temperature=0.8, top_p=0.95, batch_size=3)
         service.generate("jokes", 2, length=30, top_p=0.0, batch_size=4, posts_per_sample=1)
+        sampler.sample(sampler.batch_size, length=20)  # the fixed-size loop
+        sampler.sample(5, length=20, posts=3)  # the any-size loop
     assert service.sampler("jokes") is sampler
     assert sampler.op_count == ops
     assert sampler.graph.finalized

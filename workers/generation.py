@@ -74,7 +74,8 @@ class GenerationService:
     # -- models -------------------------------------------------------------
 
     def sampler(self, persona: str):
-        """The persona's loaded sampler (loading or reloading it if needed)."""
+        """The persona's loaded sampler (loading or reloading it if needed);
+        its fixed-size loop is built for the service's ``batch_size``."""
         from workers.sampler import Sampler
 
         persona = check_persona_name(persona)
@@ -95,7 +96,7 @@ class GenerationService:
             if sig is None:
                 raise BadInput(f"{persona} has no trained model yet: train it first (/train {persona})")
             try:
-                sampler = Sampler(path, threads=self.threads, seed=self.seed)
+                sampler = Sampler(path, threads=self.threads, seed=self.seed, batch_size=self.batch_size)
             except FileNotFoundError:
                 raise BadInput(f"{persona} has no usable checkpoint: train it first (/train {persona})") from None
             self.loads += 1
@@ -234,7 +235,15 @@ class GenerationService:
         steps: list[int] = []
         while len(kept) < n and samples < cap:
             need = n - len(kept)
-            bs = min(batch_size, cap - samples, max(2, need))
+            # Streams for this batch: from the survivors per stream so far (a
+            # stream gives about one post per `length / post length` tokens when
+            # harvesting), with a margin; a nearly full batch is made full, as
+            # the sampler's fixed-size loop is faster per token.
+            per_stream = len(kept) / samples if samples and kept else 1.0
+            bs = math.ceil(need / per_stream * 1.25)
+            if bs >= 0.75 * batch_size:
+                bs = batch_size
+            bs = max(1, min(batch_size, cap - samples, bs))
             batch = sampler.sample(bs, length=length, temperature=temperature, top_p=top_p,
                                    posts=posts, give_up_weighted=give_up_weighted,
                                    give_up_graphemes=give_up_graphemes)

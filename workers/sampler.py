@@ -255,10 +255,17 @@ class Sampler:
             # arithmetic of every reshape: ~15% less work per token on a small
             # model), one for any batch size.
             self.batch_size = batch_size
+            # One table per token: [end matcher by state | start matcher by state | counts].
+            table = tf.constant(np.concatenate([end_t, start_t, counts], axis=1), name="token_table")
+            # Few loop inputs: each one costs bookkeeping nodes at every step.
+            fparams = tf.stack([tf.cast(self.temperature, tf.float32),
+                                tf.where(self.top_p > 0.0, self.top_p, 2.0)])  # top_p 0 = off, as in gpt-2-simple
+            iparams = tf.stack([self.posts, self.give_up_graphemes, self.give_up_weighted, self.length])
             self._paths = {}
             for rows in ([batch_size] if batch_size else []) + [None]:
                 with tf.compat.v1.name_scope(f"rows_{rows or 'any'}"):
-                    self._paths[rows] = self._build(tf, gmodel, gsample, end_t, start_t, counts, rows)
+                    self._paths[rows] = self._build(tf, gmodel, gsample, table, end_t.shape[1],
+                                                    start_t.shape[1], fparams, iparams, rows)
             var_list = [v for v in tf.compat.v1.global_variables() if v.name.startswith("model/")]
             saver = tf.compat.v1.train.Saver(var_list=var_list)
         cores = os.cpu_count() or 1
@@ -277,17 +284,12 @@ class Sampler:
             self.sample(rows or 1, length=2)
         self.calls = 0
 
-    def _build(self, tf, gmodel, gsample, end_t, start_t, counts, rows: int | None) -> dict:
+    def _build(self, tf, gmodel, gsample, table, n_end: int, n_start: int, fparams, iparams,
+               rows: int | None) -> dict:
+        """One sampling loop; ``rows`` fixes the batch size (None: any)."""
         hp = self.hparams
         context = tf.compat.v1.placeholder(tf.int32, [rows, None], name="context")
         batch = rows if rows else tf.shape(context)[0]
-        # One table per token: [end matcher by state | start matcher by state | counts].
-        n_end, n_start = end_t.shape[1], start_t.shape[1]
-        table = tf.constant(np.concatenate([end_t, start_t, counts], axis=1), name="token_table")
-        # Few loop inputs: each one costs bookkeeping nodes at every step.
-        fparams = tf.stack([tf.cast(self.temperature, tf.float32),
-                            tf.where(self.top_p > 0.0, self.top_p, 2.0)])  # top_p 0 = off, as in gpt-2-simple
-        iparams = tf.stack([self.posts, self.give_up_graphemes, self.give_up_weighted, self.length])
 
         def step(tokens, past=None):
             out = gmodel.model(hparams=hp, X=tokens, past=past, reuse=tf.compat.v1.AUTO_REUSE)

@@ -11,20 +11,9 @@ import datetime as dt
 from typing import Callable, Iterable, Mapping
 
 from bot import curation
+from bot.clock import iso, parse_iso, utcnow
 from bot.config import CurationConfig
 from bot.store import Store
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 RULE_KEYS = ("approve_at", "reject_at", "window_hours", "approve_after_window_at",

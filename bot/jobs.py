@@ -7,17 +7,17 @@ record in the queue, so a restarted bot simply polls again.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from typing import Any
 
 from bot import contract
+from bot.clock import iso, utcnow
 from bot.store import Store
 
 TASK_FOR_KIND = {"train": contract.TRAIN, "generate": contract.GENERATE, "import": contract.IMPORT}
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso(utcnow())
 
 
 class JobService:

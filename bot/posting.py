@@ -50,11 +50,11 @@ from bot.publishers import (
     normalize_platform,
     publish_with_retry,
 )
+from bot.clock import UTC, iso, utcnow
 from bot.store import Store
 
 log = logging.getLogger("parodybot.posting")
 
-UTC = dt.timezone.utc
 FAULT_ENV = "PARODYBOT_FAULT"
 #: Longest rate-limit wait a scheduled run sits through; a later reset reschedules.
 MAX_WAIT_SCHEDULED = 600.0
@@ -67,14 +67,6 @@ def fault(point: str) -> None:
     if os.environ.get(FAULT_ENV) == point:
         log.warning("fault injection: SIGKILL at %s", point)
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(UTC)
-
-
-def iso(t: dt.datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def resolve_command(candidate_id: int) -> str:

@@ -49,9 +49,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.clock import UTC, iso, parse_iso, utcnow
+
 log = logging.getLogger("parodybot.scheduler")
 
-UTC = dt.timezone.utc
 EPS = dt.timedelta(microseconds=1)
 DEFAULT_ANCHOR = dt.datetime(2000, 1, 1, tzinfo=UTC)
 CRON_EXAMPLE = "`0 9,13,19 * * *` (09:00, 13:00 and 19:00 every day) or `30 8 * * 1-5` (08:30 on weekdays)"
@@ -87,16 +88,9 @@ class Schedule:
         if self.cron:
             return {"cron": self.cron, "timezone": self.timezone, "jitter_minutes": self.jitter_minutes}
         return {"interval_minutes": self.interval_minutes, "timezone": self.timezone,
-                "jitter_minutes": self.jitter_minutes, "anchor": _iso(self.anchor)}
+                "jitter_minutes": self.jitter_minutes, "anchor": iso(self.anchor)}
 
 
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_iso(text: str) -> dt.datetime:
-    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def check_timezone(name: str) -> str:
@@ -149,7 +143,7 @@ def make_schedule(*, cron: str | None = None, timezone: str | None = None, inter
 def schedule_from(stored: dict | None, defaults=None) -> Schedule:
     """The schedule of a persona as stored (``{}`` = the config's default)."""
     stored = dict(stored or {})
-    anchor = _parse_iso(stored["anchor"]) if stored.get("anchor") else None
+    anchor = parse_iso(stored["anchor"]) if stored.get("anchor") else None
     return make_schedule(cron=stored.get("cron"), timezone=stored.get("timezone"),
                          interval_minutes=stored.get("interval_minutes"), jitter_minutes=stored.get("jitter_minutes"),
                          anchor=anchor, defaults=defaults)
@@ -250,10 +244,6 @@ class PersonaTrigger(BaseTrigger):
 # --- the engine ---------------------------------------------------------------
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(UTC)
-
-
 class PostingScheduler:
     """One APScheduler job per active persona, rebuilt from the database.
 
@@ -345,9 +335,9 @@ class PostingScheduler:
                 self._remove(pname)
                 continue
             if persona.get("last_run_at") is None:
-                await self.store.update_persona(pname, last_run_at=_iso(now))
+                await self.store.update_persona(pname, last_run_at=iso(now))
             elif catch_up:
-                missed = missed_since(schedule, _parse_iso(persona["last_run_at"]), now)
+                missed = missed_since(schedule, parse_iso(persona["last_run_at"]), now)
                 if missed:
                     log.info("persona %s: %d run(s) missed while stopped (%s ... %s); running once now",
                              pname, len(missed), missed[0], missed[-1])
@@ -379,7 +369,7 @@ class PostingScheduler:
             self._tasks.add(task)
         try:
             if kind in ("scheduled", "catch-up"):
-                await self.store.update_persona(name, last_run_at=_iso(self.clock()))
+                await self.store.update_persona(name, last_run_at=iso(self.clock()))
             return await self.run(name, kind)
         except Exception:
             log.exception("posting run for %s failed", name)

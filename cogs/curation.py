@@ -14,7 +14,8 @@ from discord.ext import commands, tasks
 
 from bot import curation
 from bot.candidates import Curation as CurationService
-from bot.candidates import parse_iso, rules_for
+from bot.candidates import rules_for
+from bot.clock import parse_iso
 
 log = logging.getLogger("parodybot.curation")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Callable, Iterable, Mapping
+from typing import Awaitable, Callable, Iterable, Mapping
 
 from bot import curation
 from bot.clock import iso, parse_iso, utcnow
@@ -99,10 +99,16 @@ class Curation:
             state = await self.store.member_reactions(cand["id"])
             return await self._decide(cand, state, rules, forced)
 
-    async def reconcile(self, cand: dict, users_by_emoji: Mapping[str, Iterable[int]], rules: curation.VoteRules,
-                        eligible: Callable[[int], bool], forced: str | None = None) -> tuple[dict, bool]:
-        """Start-up: the message's reactions are the truth for a candidate still voting."""
+    async def reconcile(self, cand: dict, read_reactions: Callable[[], Awaitable[tuple]],
+                        rules: curation.VoteRules) -> tuple[dict, bool]:
+        """Start-up: the message's reactions are the truth.
+
+        `read_reactions()` returns (users by emoji, eligible(member id), forced
+        decision or None); it runs under the candidate's lock, so a live
+        reaction event waits for the recount instead of being overwritten by it.
+        """
         async with self.lock(cand["id"]):
+            users_by_emoji, eligible, forced = await read_reactions()
             state = curation.state_from_reactions(users_by_emoji, rules, eligible)
             await self.store.replace_reactions(cand["id"], state)
             cand = await self.store.get_candidate(cand["id"])

@@ -175,7 +175,8 @@ class Curation(commands.Cog):
             log.exception("reconciling votes at start-up failed")
 
     async def reconcile_all(self) -> None:
-        for cand in await self.bot.store.candidates(states=["voting"]):
+        # Approved ones too: their score (the posting order) may have moved while we were down.
+        for cand in await self.bot.store.candidates(states=["voting", "approved"]):
             if not cand["message_id"]:
                 continue
             await self.reconcile(cand)
@@ -187,53 +188,55 @@ class Curation(commands.Cog):
         guild = self.bot.get_guild((persona or {}).get("guild_id") or 0)
         rules = rules_for(persona, self.bot.cfg.curation, role_ids=self.role_ids(guild.id if guild else None))
         channel = self.bot.get_partial_messageable(cand["channel_id"])
-        try:
+
+        async def read_reactions():
             message = await channel.fetch_message(cand["message_id"])
+            users_by_emoji: dict[str, list[int]] = {}
+            is_bot: dict[int, bool] = {}
+            for reaction in message.reactions:
+                emoji = str(reaction.emoji)
+                if emoji not in (*rules.vote_emojis, rules.force_approve_emoji, rules.force_reject_emoji):
+                    continue
+                async for user in reaction.users():
+                    users_by_emoji.setdefault(emoji, []).append(user.id)
+                    is_bot[user.id] = user.bot or user.id == self.bot.user.id
+            members: dict[int, discord.Member | None] = {}
+
+            async def member(uid: int) -> discord.Member | None:
+                if uid not in members and guild is not None:
+                    try:
+                        members[uid] = guild.get_member(uid) or await guild.fetch_member(uid)
+                    except discord.NotFound:
+                        members[uid] = None
+                return members.get(uid)
+
+            eligible: dict[int, bool] = {}
+            for uid in {u for users in users_by_emoji.values() for u in users}:
+                roles = []
+                if rules.voter_role_id is not None or rules.curator_role_id is not None:
+                    m = await member(uid)
+                    roles = [r.id for r in m.roles] if m else []
+                eligible[uid] = curation.counts(is_bot[uid], roles, rules)
+            forced = None
+            for emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
+                for uid in users_by_emoji.get(emoji, []):
+                    m = await member(uid)
+                    if m and curation.may_force(is_bot[uid], [r.id for r in m.roles], rules,
+                                                manage_messages=m.guild_permissions.manage_messages):
+                        forced = curation.forced_decision(emoji, may_force=True, rules=rules)
+            return users_by_emoji, (lambda uid: eligible.get(uid, False)), forced
+
+        score_before = cand["score"]
+        try:
+            cand, changed = await self.service.reconcile(cand, read_reactions, rules)
         except discord.NotFound:
             log.warning("candidate #%s: its message is gone; leaving it as it is", cand["id"])
             return
-        users_by_emoji: dict[str, list[int]] = {}
-        is_bot: dict[int, bool] = {}
-        for reaction in message.reactions:
-            emoji = str(reaction.emoji)
-            if emoji not in (*rules.vote_emojis, rules.force_approve_emoji, rules.force_reject_emoji):
-                continue
-            async for user in reaction.users():
-                users_by_emoji.setdefault(emoji, []).append(user.id)
-                is_bot[user.id] = user.bot or user.id == self.bot.user.id
-        members: dict[int, discord.Member | None] = {}
-
-        async def member(uid: int) -> discord.Member | None:
-            if uid not in members and guild is not None:
-                try:
-                    members[uid] = guild.get_member(uid) or await guild.fetch_member(uid)
-                except discord.NotFound:
-                    members[uid] = None
-            return members.get(uid)
-
-        eligible: dict[int, bool] = {}
-        for uid in {u for users in users_by_emoji.values() for u in users}:
-            roles = []
-            if rules.voter_role_id is not None or rules.curator_role_id is not None:
-                m = await member(uid)
-                roles = [r.id for r in m.roles] if m else []
-            eligible[uid] = curation.counts(is_bot[uid], roles, rules)
-        forced = None
-        for emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
-            for uid in users_by_emoji.get(emoji, []):
-                m = await member(uid)
-                if m and curation.may_force(is_bot[uid], [r.id for r in m.roles], rules,
-                                            manage_messages=m.guild_permissions.manage_messages):
-                    forced = curation.forced_decision(emoji, may_force=True, rules=rules)
-        cand, changed = await self.service.reconcile(cand, users_by_emoji, rules, lambda uid: eligible.get(uid, False), forced)
-        if changed:
+        if changed or cand["score"] != score_before:
             await self.refresh_message(cand)
 
     @tasks.loop(seconds=30)
     async def windows(self) -> None:
-        async def rules_of(cand):
-            return await self.rules_of_persona(cand["persona"])
-
         personas = {p["name"]: p for p in await self.bot.store.list_personas()}
         rules = {name: rules_for(p, self.bot.cfg.curation, role_ids=self.role_ids(p.get("guild_id"))) for name, p in personas.items()}
         default = rules_for(None, self.bot.cfg.curation)

@@ -39,3 +39,28 @@ def joke_corpus(language: str = "en") -> list[str]:
     import pyjokes
 
     return list(pyjokes.get_jokes(language=language, category="all"))
+
+
+def percentile(values, q: float) -> float:
+    """The q-th percentile (0-100) of ``values``, linear between the closest ranks."""
+    xs = sorted(values)
+    if not xs:
+        raise ValueError("no values")
+    k = (len(xs) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def median(values) -> float:
+    return percentile(values, 50)
+
+
+def standin_discord_section(standin, guild_ids) -> dict:
+    """The ``[discord]`` config section that points the bot at a local DiscordStandin."""
+    return {
+        "api_base": standin.api_base,
+        "gateway_url": standin.gateway_url,
+        "guild_ids": [int(g) for g in guild_ids],
+        "attachment_hosts": [standin.cdn_host],
+    }

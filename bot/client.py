@@ -18,6 +18,11 @@ from bot.store import Store
 
 log = logging.getLogger("parodybot")
 
+# discord.py waits this long after the last GUILD_CREATE before on_ready (its
+# default, 2 s, was most of our start-up: bench/startup.py). A group of friends'
+# bot is in 1-3 guilds, whose GUILD_CREATEs follow READY at once.
+GUILD_READY_TIMEOUT = 0.5
+
 COGS = ("cogs.status", "cogs.jobs", "cogs.training", "cogs.curation", "cogs.personas", "cogs.stats", "cogs.posting")
 
 
@@ -34,6 +39,7 @@ class ParodyBot(commands.Bot):
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_reactions = True  # votes come from raw reaction events
+        kwargs.setdefault("guild_ready_timeout", GUILD_READY_TIMEOUT)
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **kwargs)
         self.cfg = cfg
         self.started_at = time.time()

@@ -45,6 +45,10 @@ class Curation:
         self.store = store
         self.clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
+        self._refs: dict[int, tuple[int, str]] = {}  # message id -> (candidate id, persona)
+        self._state: dict[int, dict[int, set]] = {}  # candidate id -> member -> vote emoji (the reactions table)
+        self._pending: dict[int, list[tuple]] = {}
+        self._draining: set[int] = set()
 
     def lock(self, candidate_id: int) -> asyncio.Lock:
         return self._locks.setdefault(candidate_id, asyncio.Lock())
@@ -70,34 +74,85 @@ class Curation:
             await self.store.update_candidate(cand["id"], state=new_state, decided_at=iso(self.clock()))
         return await self.store.get_candidate(cand["id"]), changed
 
-    async def react(self, message_id: int, member_id: int, emoji: str, added: bool, rules_of: Callable[[dict], curation.VoteRules],
-                    *, member_is_bot: bool, member_roles: Iterable[int] | None, manage_messages: bool = False) -> tuple[dict | None, bool]:
+    async def react(self, message_id: int, member_id: int, emoji: str, added: bool,
+                    rules_of: Callable[[str], Awaitable[curation.VoteRules]], *, member_is_bot: bool,
+                    member_roles: Iterable[int] | None, manage_messages: bool = False) -> tuple[dict | None, bool]:
         """One raw reaction event. Returns (candidate, state changed) or (None, False)
-        when the message is not a candidate. `member_roles` is None on a removal
-        (Discord sends no member then): a removal only ever undoes what was counted."""
-        cand = await self.store.candidate_by_message(message_id)
-        if cand is None:
+        when the message is not a candidate or the reaction does not count.
+        `member_roles` is None on a removal (Discord sends no member then): a
+        removal only ever undoes what was counted.
+
+        Events for one candidate that arrive while an earlier batch is being
+        written are applied together in one transaction: a burst of reactions
+        costs a few writes per candidate, not a few per reaction.
+        """
+        ref = await self._candidate_ref(message_id)
+        if ref is None:
             return None, False
-        rules = rules_of(cand)
-        async with self.lock(cand["id"]):
-            cand = await self.store.get_candidate(cand["id"])
+        cand_id, persona = ref
+        rules = await rules_of(persona)
+        forced = None
+        if added and emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
+            allowed = curation.may_force(member_is_bot, member_roles or (), rules, manage_messages=manage_messages)
+            forced = curation.forced_decision(emoji, may_force=allowed, rules=rules)
+            if forced is None:
+                return None, False
+        elif emoji not in rules.vote_emojis:
+            return None, False
+        elif added and not curation.counts(member_is_bot, member_roles or (), rules):
+            return None, False
+        done = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(cand_id, []).append((member_id, emoji, added, forced, done))
+        if cand_id not in self._draining:
+            self._draining.add(cand_id)
+            try:
+                while self._pending.get(cand_id):
+                    batch = self._pending.pop(cand_id)
+                    try:
+                        cand, changed = await self._apply(cand_id, batch, rules)
+                    except Exception as exc:  # every waiter hears of it; the next batch still runs
+                        for *_, fut in batch:
+                            fut.set_exception(exc)
+                        continue
+                    for *_, fut in batch[:-1]:
+                        fut.set_result((cand, False))
+                    batch[-1][-1].set_result((cand, changed))  # one message edit per batch
+            finally:
+                self._draining.discard(cand_id)
+        return await done
+
+    async def _candidate_ref(self, message_id: int) -> tuple[int, str] | None:
+        ref = self._refs.get(message_id)
+        if ref is None:
+            cand = await self.store.candidate_by_message(message_id)
+            if cand is None:
+                return None
+            ref = self._refs[message_id] = (cand["id"], cand["persona"])
+        return ref
+
+    async def _apply(self, cand_id: int, batch: list[tuple], rules: curation.VoteRules) -> tuple[dict | None, bool]:
+        async with self.lock(cand_id):
+            cand = await self.store.get_candidate(cand_id)
+            if cand is None:  # deleted meanwhile
+                return None, False
+            state = self._state.get(cand_id)
+            if state is None:
+                state = self._state[cand_id] = await self.store.member_reactions(cand_id)
             forced = None
-            if added:
-                if emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
-                    allowed = curation.may_force(member_is_bot, member_roles or (), rules, manage_messages=manage_messages)
-                    forced = curation.forced_decision(emoji, may_force=allowed, rules=rules)
-                    if forced is None:
-                        return cand, False
-                elif emoji not in rules.vote_emojis or not curation.counts(member_is_bot, member_roles or (), rules):
-                    return cand, False
-                else:
-                    await self.store.set_reaction(cand["id"], member_id, emoji, True)
-            else:
-                if emoji not in rules.vote_emojis:
-                    return cand, False
-                await self.store.set_reaction(cand["id"], member_id, emoji, False)
-            state = await self.store.member_reactions(cand["id"])
-            return await self._decide(cand, state, rules, forced)
+            rows = {}
+            for member_id, emoji, added, event_forced, _ in batch:
+                if event_forced is not None:
+                    forced = event_forced
+                    continue
+                curation.apply_reaction(state, member_id, emoji, added, rules)
+                rows[(member_id, emoji)] = added
+            votes = curation.votes_from_state(state, rules)
+            net = curation.tally(votes)
+            new_state = curation.next_state(cand["state"], net, rules, voting_started_at=parse_iso(cand["created_at"]),
+                                            now=self.clock(), forced=forced)
+            decided_at = iso(self.clock()) if new_state != cand["state"] else cand["decided_at"]
+            await self.store.record_votes(cand_id, rows, votes, net, new_state, decided_at)
+            return dict(cand, score=net, state=new_state, decided_at=decided_at), new_state != cand["state"]
 
     async def reconcile(self, cand: dict, read_reactions: Callable[[], Awaitable[tuple]],
                         rules: curation.VoteRules) -> tuple[dict, bool]:
@@ -111,6 +166,7 @@ class Curation:
             users_by_emoji, eligible, forced = await read_reactions()
             state = curation.state_from_reactions(users_by_emoji, rules, eligible)
             await self.store.replace_reactions(cand["id"], state)
+            self._state[cand["id"]] = state
             cand = await self.store.get_candidate(cand["id"])
             return await self._decide(cand, state, rules, forced)
 

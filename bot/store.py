@@ -221,13 +221,6 @@ class Store:
             found.setdefault(member_id, set()).add(emoji)
         return found
 
-    async def set_reaction(self, candidate_id: int, member_id: int, emoji: str, present: bool) -> None:
-        if present:
-            await self.execute("INSERT OR IGNORE INTO reactions VALUES (?, ?, ?)", (candidate_id, member_id, emoji))
-        else:
-            await self.execute("DELETE FROM reactions WHERE candidate_id = ? AND member_id = ? AND emoji = ?",
-                               (candidate_id, member_id, emoji))
-
     async def replace_reactions(self, candidate_id: int, reactions: dict[int, set[str]]) -> None:
         """Start-up reconciliation: the message's reactions are the truth."""
         async with self.transaction() as db:
@@ -236,6 +229,20 @@ class Store:
                 "INSERT INTO reactions VALUES (?, ?, ?)",
                 [(candidate_id, m, e) for m, emojis in reactions.items() for e in emojis],
             )
+
+    async def record_votes(self, candidate_id: int, reactions: dict[tuple[int, str], bool], votes: dict[int, int],
+                           score: int, state: str, decided_at: str | None) -> None:
+        """A batch of reaction changes and what follows from them, in one transaction."""
+        async with self.transaction() as db:
+            await db.executemany("INSERT OR IGNORE INTO reactions VALUES (?, ?, ?)",
+                                 [(candidate_id, m, e) for (m, e), present in reactions.items() if present])
+            await db.executemany("DELETE FROM reactions WHERE candidate_id = ? AND member_id = ? AND emoji = ?",
+                                 [(candidate_id, m, e) for (m, e), present in reactions.items() if not present])
+            await db.execute("DELETE FROM votes WHERE candidate_id = ?", (candidate_id,))
+            await db.executemany("INSERT INTO votes(candidate_id, member_id, value) VALUES (?, ?, ?)",
+                                 [(candidate_id, m, v) for m, v in votes.items() if v])
+            await db.execute("UPDATE candidates SET score = ?, state = ?, decided_at = ? WHERE id = ?",
+                             (score, state, decided_at, candidate_id))
 
     async def set_votes(self, candidate_id: int, votes: dict[int, int], score: int) -> None:
         """Record each member's net vote and the candidate's score in one transaction."""

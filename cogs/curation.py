@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import discord
 from discord.ext import commands, tasks
@@ -60,6 +61,7 @@ class Curation(commands.Cog):
         self.bot = bot
         self.service = CurationService(bot.store)
         self.reconciled = False
+        self._rules_cache: dict[str, tuple[float, curation.VoteRules]] = {}
         self._reconcile_task: asyncio.Task | None = None
         self.windows.start()
 
@@ -132,24 +134,21 @@ class Curation(commands.Cog):
             return
         member = payload.member
         cand, changed = await self.service.react(
-            payload.message_id, payload.user_id, str(payload.emoji), added,
-            lambda c: rules_for(self._persona_cache.get(c["persona"]), self.bot.cfg.curation,
-                                role_ids=self.role_ids(payload.guild_id)),
+            payload.message_id, payload.user_id, str(payload.emoji), added, self.cached_rules,
             member_is_bot=bool(member and member.bot),
             member_roles=[r.id for r in member.roles] if member else None,
             manage_messages=bool(member and member.guild_permissions.manage_messages),
-        ) if await self._load_persona_for(payload.message_id) else (None, False)
+        )
         if changed:
             await self.refresh_message(cand)
 
-    _persona_cache: dict = {}
-
-    async def _load_persona_for(self, message_id: int) -> bool:
-        cand = await self.bot.store.candidate_by_message(message_id)
-        if cand is None:
-            return False
-        self._persona_cache[cand["persona"]] = await self.bot.store.get_persona(cand["persona"])
-        return True
+    async def cached_rules(self, persona: str) -> curation.VoteRules:
+        """A persona's rules, read at most once a second (a burst of votes reads them once)."""
+        now = time.monotonic()
+        hit = self._rules_cache.get(persona)
+        if hit is None or now - hit[0] > 1.0:
+            hit = self._rules_cache[persona] = (now, await self.rules_of_persona(persona))
+        return hit[1]
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:

@@ -62,6 +62,7 @@ class Curation(commands.Cog):
         self.service = CurationService(bot.store)
         self.reconciled = False
         self._rules_cache: dict[str, tuple[float, curation.VoteRules]] = {}
+        self._edit_locks: dict[int, asyncio.Lock] = {}
         self._reconcile_task: asyncio.Task | None = None
         self.windows.start()
 
@@ -110,8 +111,15 @@ class Curation(commands.Cog):
                 await message.add_reaction(emoji)
 
     async def refresh_message(self, cand: dict, links: list[str] | None = None) -> None:
-        if not cand.get("message_id"):
+        if not cand or not cand.get("message_id"):
             return
+        # One edit at a time per candidate, each rendering what is stored now, so
+        # the last edit to land always shows the latest state.
+        async with self._edit_locks.setdefault(cand["id"], asyncio.Lock()):
+            cand = await self.bot.store.get_candidate(cand["id"]) or cand
+            await self._render_into_message(cand, links)
+
+    async def _render_into_message(self, cand: dict, links: list[str] | None) -> None:
         rules = await self.rules_of_persona(cand["persona"])
         position = await self.service.queue_position(cand)
         message = self.bot.get_partial_messageable(cand["channel_id"]).get_partial_message(cand["message_id"])

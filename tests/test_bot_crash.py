@@ -289,7 +289,7 @@ def settled(bot: BotProcess, *, exact: bool = False):
     return outcome
 
 
-async def wait_settled(bot: BotProcess, what: str, timeout: float = 15) -> dict:
+async def wait_settled(bot: BotProcess, what: str, timeout: float = 40) -> dict:
     try:
         return await bot.wait(lambda: settled(bot), timeout, what)
     except AssertionError as exc:
@@ -349,7 +349,7 @@ async def play(root: Path, *, crash: bool) -> tuple[dict, dict]:
 
             await vote(world, ids, AFTER)
             final = await bot.wait(lambda: (s := settled(bot, exact=True)) and s["H"]["state"] == "approved" and s,
-                                   15, "the votes after the restart")
+                                   40, "the votes after the restart")
             assert "Traceback" not in bot.output(), bot.output()
             return middle, final
         finally:

@@ -138,18 +138,19 @@ class Curation:
             state = self._state.get(cand_id)
             if state is None:
                 state = self._state[cand_id] = await self.store.member_reactions(cand_id)
-            forced = None
             rows = {}
-            for member_id, emoji, added, event_forced, _ in batch:
-                if event_forced is not None:
-                    forced = event_forced
-                    continue
-                curation.apply_reaction(state, member_id, emoji, added, rules)
-                rows[(member_id, emoji)] = added
+            started, now = parse_iso(cand["created_at"]), self.clock()
+            new_state = cand["state"]
+            for member_id, emoji, added, forced, _ in batch:
+                if forced is None:
+                    curation.apply_reaction(state, member_id, emoji, added, rules)
+                    rows[(member_id, emoji)] = added
+                # Decide after every event, as if each had come alone: a threshold
+                # reached mid-batch counts, and decisions are final.
+                net = curation.net_score(state, rules)
+                new_state = curation.next_state(new_state, net, rules, voting_started_at=started, now=now, forced=forced)
             votes = curation.votes_from_state(state, rules)
             net = curation.tally(votes)
-            new_state = curation.next_state(cand["state"], net, rules, voting_started_at=parse_iso(cand["created_at"]),
-                                            now=self.clock(), forced=forced)
             decided_at = iso(self.clock()) if new_state != cand["state"] else cand["decided_at"]
             await self.store.record_votes(cand_id, rows, votes, net, new_state, decided_at)
             return dict(cand, score=net, state=new_state, decided_at=decided_at), new_state != cand["state"]

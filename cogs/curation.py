@@ -63,11 +63,15 @@ class Curation(commands.Cog):
         self.reconciled = False
         self._rules_cache: dict[str, tuple[float, curation.VoteRules]] = {}
         self._edit_locks: dict[int, asyncio.Lock] = {}
+        self._shown: dict[int, tuple] = {}  # candidate id -> (place, net) its message shows
+        self._queue_refresh: dict[str, asyncio.Task] = {}
         self._reconcile_task: asyncio.Task | None = None
         self.windows.start()
 
     async def cog_unload(self) -> None:
         self.windows.cancel()
+        for task in self._queue_refresh.values():
+            task.cancel()
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()
 
@@ -118,22 +122,33 @@ class Curation(commands.Cog):
         async with self._edit_locks.setdefault(cand["id"], asyncio.Lock()):
             cand = await self.bot.store.get_candidate(cand["id"]) or cand
             await self._render_into_message(cand, links)
+        if cand["state"] != "voting":
+            self.queue_changed(cand["persona"])
+
+    def queue_changed(self, persona: str) -> None:
+        """The approved queue may have moved: redraw places and nets, at most once a second."""
+        task = self._queue_refresh.get(persona)
+        if task is None or task.done():
+            self._queue_refresh[persona] = asyncio.create_task(self._refresh_places(persona))
+
+    async def _refresh_places(self, persona: str) -> None:
+        await asyncio.sleep(1.0)  # a burst of decisions costs one pass, and few edits
+        for place, cand in enumerate(await self.bot.store.approved_queue(persona), 1):
+            if cand["message_id"] and self._shown.get(cand["id"]) != (place, cand["score"]):
+                async with self._edit_locks.setdefault(cand["id"], asyncio.Lock()):
+                    fresh = await self.bot.store.get_candidate(cand["id"])
+                    if fresh and fresh["state"] == "approved":
+                        await self._render_into_message(fresh, None)
 
     async def _render_into_message(self, cand: dict, links: list[str] | None) -> None:
         rules = await self.rules_of_persona(cand["persona"])
         position = await self.service.queue_position(cand)
         message = self.bot.get_partial_messageable(cand["channel_id"]).get_partial_message(cand["message_id"])
+        self._shown[cand["id"]] = (position, cand["score"])
         try:
             await message.edit(embed=render_candidate(cand, rules, position, links))
         except discord.NotFound:
             log.warning("candidate #%s: its message is gone", cand["id"])
-        if cand["state"] == "approved":
-            # Others' places in the queue moved too.
-            for other in await self.bot.store.candidates(persona=cand["persona"], states=["approved"]):
-                if other["id"] != cand["id"] and other["message_id"]:
-                    pos = await self.service.queue_position(other)
-                    msg = self.bot.get_partial_messageable(other["channel_id"]).get_partial_message(other["message_id"])
-                    await msg.edit(embed=render_candidate(other, rules, pos))
 
     # --- votes -------------------------------------------------------------
 
@@ -149,6 +164,8 @@ class Curation(commands.Cog):
         )
         if changed:
             await self.refresh_message(cand)
+        elif cand is not None and cand["state"] == "approved":
+            self.queue_changed(cand["persona"])  # its net (and maybe its place) moved
 
     async def cached_rules(self, persona: str) -> curation.VoteRules:
         """A persona's rules, read at most once a second (a burst of votes reads them once)."""

@@ -7,13 +7,18 @@ a burst of reaction events ends with exact tallies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import logging
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable, Mapping
 
 from bot import curation
 from bot.clock import iso, parse_iso, utcnow
 from bot.config import CurationConfig
 from bot.store import Store
+
+log = logging.getLogger("parodybot.curation")
 
 
 RULE_KEYS = ("approve_at", "reject_at", "window_hours", "approve_after_window_at",
@@ -40,6 +45,19 @@ def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mappi
     return curation.VoteRules(**{**base, **overrides})
 
 
+@dataclass(frozen=True)
+class ReactionEvent:
+    """One raw reaction add or remove, as Discord sent it."""
+
+    message_id: int
+    member_id: int
+    emoji: str
+    added: bool
+    member_is_bot: bool = False
+    member_roles: tuple[int, ...] | None = None
+    manage_messages: bool = False
+
+
 class Curation:
     def __init__(self, store: Store, clock: Callable[[], dt.datetime] = utcnow):
         self.store = store
@@ -47,8 +65,7 @@ class Curation:
         self._locks: dict[int, asyncio.Lock] = {}
         self._refs: dict[int, tuple[int, str]] = {}  # message id -> (candidate id, persona)
         self._state: dict[int, dict[int, set]] = {}  # candidate id -> member -> vote emoji (the reactions table)
-        self._pending: dict[int, list[tuple]] = {}
-        self._draining: set[int] = set()
+        self._events: asyncio.Queue[ReactionEvent] = asyncio.Queue()
 
     def lock(self, candidate_id: int) -> asyncio.Lock:
         return self._locks.setdefault(candidate_id, asyncio.Lock())
@@ -74,52 +91,89 @@ class Curation:
             await self.store.update_candidate(cand["id"], state=new_state, decided_at=iso(self.clock()))
         return await self.store.get_candidate(cand["id"]), changed
 
-    async def react(self, message_id: int, member_id: int, emoji: str, added: bool,
-                    rules_of: Callable[[str], Awaitable[curation.VoteRules]], *, member_is_bot: bool,
-                    member_roles: Iterable[int] | None, manage_messages: bool = False) -> tuple[dict | None, bool]:
-        """One raw reaction event. Returns (candidate, state changed) or (None, False)
-        when the message is not a candidate or the reaction does not count.
-        `member_roles` is None on a removal (Discord sends no member then): a
-        removal only ever undoes what was counted.
+    def submit(self, event: ReactionEvent) -> None:
+        """Queue one raw reaction event; called before any await, so arrival order is kept."""
+        self._events.put_nowait(event)
 
-        Events for one candidate that arrive while an earlier batch is being
-        written are applied together in one transaction: a burst of reactions
-        costs a few writes per candidate, not a few per reaction.
-        """
-        ref = await self._candidate_ref(message_id)
-        if ref is None:
-            return None, False
-        cand_id, persona = ref
-        rules = await rules_of(persona)
-        forced = None
-        if added and emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
-            allowed = curation.may_force(member_is_bot, member_roles or (), rules, manage_messages=manage_messages)
-            forced = curation.forced_decision(emoji, may_force=allowed, rules=rules)
-            if forced is None:
-                return None, False
-        elif emoji not in rules.vote_emojis:
-            return None, False
-        elif added and not curation.counts(member_is_bot, member_roles or (), rules):
-            return None, False
-        done = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(cand_id, []).append((member_id, emoji, added, forced, done))
-        if cand_id not in self._draining:
-            self._draining.add(cand_id)
+    async def consume(self, rules_of: Callable[[str], Awaitable[curation.VoteRules]],
+                      on_applied: Callable[[dict, bool], None]) -> None:
+        """Apply reaction events in arrival order, all that are waiting in one
+        transaction: a burst costs a few writes, not a few per reaction.
+        `on_applied(candidate, state changed)` runs for each candidate touched."""
+        while True:
+            events = [await self._events.get()]
+            while not self._events.empty():
+                events.append(self._events.get_nowait())
             try:
-                while self._pending.get(cand_id):
-                    batch = self._pending.pop(cand_id)
-                    try:
-                        cand, changed = await self._apply(cand_id, batch, rules)
-                    except Exception as exc:  # every waiter hears of it; the next batch still runs
-                        for *_, fut in batch:
-                            fut.set_exception(exc)
-                        continue
-                    for *_, fut in batch[:-1]:
-                        fut.set_result((cand, False))
-                    batch[-1][-1].set_result((cand, changed))  # one message edit per batch
-            finally:
-                self._draining.discard(cand_id)
-        return await done
+                results = await self.apply(events, rules_of)
+            except Exception:
+                log.exception("applying %d reaction event(s) failed", len(events))
+                continue
+            for cand, changed in results:
+                on_applied(cand, changed)
+
+    async def apply(self, events: list[ReactionEvent],
+                    rules_of: Callable[[str], Awaitable[curation.VoteRules]]) -> list[tuple[dict, bool]]:
+        """Events in arrival order -> [(candidate, state changed)], written in one transaction.
+        On a removal `member_roles` is None (Discord sends no member then): a
+        removal only ever undoes what was counted."""
+        per_candidate: dict[int, list[tuple]] = {}
+        rules_of_candidate: dict[int, curation.VoteRules] = {}
+        for ev in events:
+            ref = await self._candidate_ref(ev.message_id)
+            if ref is None:
+                continue
+            cand_id, persona = ref
+            rules = rules_of_candidate[cand_id] = await rules_of(persona)
+            forced = None
+            if ev.added and ev.emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
+                allowed = curation.may_force(ev.member_is_bot, ev.member_roles or (), rules,
+                                             manage_messages=ev.manage_messages)
+                forced = curation.forced_decision(ev.emoji, may_force=allowed, rules=rules)
+                if forced is None:
+                    continue
+            elif ev.emoji not in rules.vote_emojis:
+                continue
+            elif ev.added and not curation.counts(ev.member_is_bot, ev.member_roles or (), rules):
+                continue
+            per_candidate.setdefault(cand_id, []).append((ev.member_id, ev.emoji, ev.added, forced))
+        if not per_candidate:
+            return []
+        ids = sorted(per_candidate)
+        async with contextlib.AsyncExitStack() as locks:
+            for cand_id in ids:  # always in id order: no deadlock with one-candidate holders
+                await locks.enter_async_context(self.lock(cand_id))
+            writes, results = [], []
+            for cand_id in ids:
+                cand = await self.store.get_candidate(cand_id)
+                if cand is None:  # deleted meanwhile
+                    continue
+                if cand_id not in self._state:
+                    self._state[cand_id] = await self.store.member_reactions(cand_id)
+                state, rules = self._state[cand_id], rules_of_candidate[cand_id]
+                rows = {}
+                started, now = parse_iso(cand["created_at"]), self.clock()
+                new_state = cand["state"]
+                for member_id, emoji, added, forced in per_candidate[cand_id]:
+                    if forced is None:
+                        curation.apply_reaction(state, member_id, emoji, added, rules)
+                        rows[(member_id, emoji)] = added
+                    # Decide after every event, as if each had come alone: a threshold
+                    # reached mid-batch counts, and decisions are final.
+                    new_state = curation.next_state(new_state, curation.net_score(state, rules), rules,
+                                                    voting_started_at=started, now=now, forced=forced)
+                votes = curation.votes_from_state(state, rules)
+                net = curation.tally(votes)
+                decided_at = iso(now) if new_state != cand["state"] else cand["decided_at"]
+                writes.append((cand_id, rows, votes, net, new_state, decided_at))
+                results.append((dict(cand, score=net, state=new_state, decided_at=decided_at), new_state != cand["state"]))
+            try:
+                await self.store.record_votes(writes)
+            except Exception:
+                for cand_id in ids:  # memory went ahead of the database: reload next time
+                    self._state.pop(cand_id, None)
+                raise
+        return results
 
     async def _candidate_ref(self, message_id: int) -> tuple[int, str] | None:
         ref = self._refs.get(message_id)
@@ -129,31 +183,6 @@ class Curation:
                 return None
             ref = self._refs[message_id] = (cand["id"], cand["persona"])
         return ref
-
-    async def _apply(self, cand_id: int, batch: list[tuple], rules: curation.VoteRules) -> tuple[dict | None, bool]:
-        async with self.lock(cand_id):
-            cand = await self.store.get_candidate(cand_id)
-            if cand is None:  # deleted meanwhile
-                return None, False
-            state = self._state.get(cand_id)
-            if state is None:
-                state = self._state[cand_id] = await self.store.member_reactions(cand_id)
-            rows = {}
-            started, now = parse_iso(cand["created_at"]), self.clock()
-            new_state = cand["state"]
-            for member_id, emoji, added, forced, _ in batch:
-                if forced is None:
-                    curation.apply_reaction(state, member_id, emoji, added, rules)
-                    rows[(member_id, emoji)] = added
-                # Decide after every event, as if each had come alone: a threshold
-                # reached mid-batch counts, and decisions are final.
-                net = curation.net_score(state, rules)
-                new_state = curation.next_state(new_state, net, rules, voting_started_at=started, now=now, forced=forced)
-            votes = curation.votes_from_state(state, rules)
-            net = curation.tally(votes)
-            decided_at = iso(self.clock()) if new_state != cand["state"] else cand["decided_at"]
-            await self.store.record_votes(cand_id, rows, votes, net, new_state, decided_at)
-            return dict(cand, score=net, state=new_state, decided_at=decided_at), new_state != cand["state"]
 
     async def reconcile(self, cand: dict, read_reactions: Callable[[], Awaitable[tuple]],
                         rules: curation.VoteRules) -> tuple[dict, bool]:

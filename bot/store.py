@@ -230,19 +230,21 @@ class Store:
                 [(candidate_id, m, e) for m, emojis in reactions.items() for e in emojis],
             )
 
-    async def record_votes(self, candidate_id: int, reactions: dict[tuple[int, str], bool], votes: dict[int, int],
-                           score: int, state: str, decided_at: str | None) -> None:
-        """A batch of reaction changes and what follows from them, in one transaction."""
+    async def record_votes(self, writes: list[tuple]) -> None:
+        """Batches of reaction changes and what follows from them, for several
+        candidates, in one transaction: (candidate id, {(member, emoji): present},
+        {member: vote}, score, state, decided_at)."""
         async with self.transaction() as db:
-            await db.executemany("INSERT OR IGNORE INTO reactions VALUES (?, ?, ?)",
-                                 [(candidate_id, m, e) for (m, e), present in reactions.items() if present])
-            await db.executemany("DELETE FROM reactions WHERE candidate_id = ? AND member_id = ? AND emoji = ?",
-                                 [(candidate_id, m, e) for (m, e), present in reactions.items() if not present])
-            await db.execute("DELETE FROM votes WHERE candidate_id = ?", (candidate_id,))
-            await db.executemany("INSERT INTO votes(candidate_id, member_id, value) VALUES (?, ?, ?)",
-                                 [(candidate_id, m, v) for m, v in votes.items() if v])
-            await db.execute("UPDATE candidates SET score = ?, state = ?, decided_at = ? WHERE id = ?",
-                             (score, state, decided_at, candidate_id))
+            for candidate_id, reactions, votes, score, state, decided_at in writes:
+                await db.executemany("INSERT OR IGNORE INTO reactions VALUES (?, ?, ?)",
+                                     [(candidate_id, m, e) for (m, e), present in reactions.items() if present])
+                await db.executemany("DELETE FROM reactions WHERE candidate_id = ? AND member_id = ? AND emoji = ?",
+                                     [(candidate_id, m, e) for (m, e), present in reactions.items() if not present])
+                await db.execute("DELETE FROM votes WHERE candidate_id = ?", (candidate_id,))
+                await db.executemany("INSERT INTO votes(candidate_id, member_id, value) VALUES (?, ?, ?)",
+                                     [(candidate_id, m, v) for m, v in votes.items() if v])
+                await db.execute("UPDATE candidates SET score = ?, state = ?, decided_at = ? WHERE id = ?",
+                                 (score, state, decided_at, candidate_id))
 
     async def set_votes(self, candidate_id: int, votes: dict[int, int], score: int) -> None:
         """Record each member's net vote and the candidate's score in one transaction."""

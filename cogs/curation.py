@@ -15,6 +15,7 @@ from discord.ext import commands, tasks
 
 from bot import curation
 from bot.candidates import Curation as CurationService
+from bot.candidates import ReactionEvent
 from bot.candidates import rules_for
 from bot.clock import parse_iso
 
@@ -67,9 +68,12 @@ class Curation(commands.Cog):
         self._queue_refresh: dict[str, asyncio.Task] = {}
         self._reconcile_task: asyncio.Task | None = None
         self.windows.start()
+        self._edits: set[asyncio.Task] = set()
+        self._votes = asyncio.create_task(self.service.consume(self.cached_rules, self._after_votes))
 
     async def cog_unload(self) -> None:
         self.windows.cancel()
+        self._votes.cancel()
         for task in self._queue_refresh.values():
             task.cancel()
         if self._reconcile_task is not None:
@@ -152,19 +156,24 @@ class Curation(commands.Cog):
 
     # --- votes -------------------------------------------------------------
 
-    async def _on_reaction(self, payload: discord.RawReactionActionEvent, added: bool) -> None:
+    def _on_reaction(self, payload: discord.RawReactionActionEvent, added: bool) -> None:
+        # No await before submit: events are applied in the order Discord sent them.
         if payload.guild_id is None or payload.user_id == self.bot.user.id:
             return
         member = payload.member
-        cand, changed = await self.service.react(
-            payload.message_id, payload.user_id, str(payload.emoji), added, self.cached_rules,
+        self.service.submit(ReactionEvent(
+            payload.message_id, payload.user_id, str(payload.emoji), added,
             member_is_bot=bool(member and member.bot),
-            member_roles=[r.id for r in member.roles] if member else None,
+            member_roles=tuple(r.id for r in member.roles) if member else None,
             manage_messages=bool(member and member.guild_permissions.manage_messages),
-        )
+        ))
+
+    def _after_votes(self, cand: dict, changed: bool) -> None:
         if changed:
-            await self.refresh_message(cand)
-        elif cand is not None and cand["state"] == "approved":
+            task = asyncio.create_task(self.refresh_message(cand))
+            self._edits.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._edits.discard)
+        elif cand["state"] == "approved":
             self.queue_changed(cand["persona"])  # its net (and maybe its place) moved
 
     async def cached_rules(self, persona: str) -> curation.VoteRules:
@@ -177,11 +186,11 @@ class Curation(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        await self._on_reaction(payload, True)
+        self._on_reaction(payload, True)
 
     @commands.Cog.listener()
     async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
-        await self._on_reaction(payload, False)
+        self._on_reaction(payload, False)
 
     # --- start-up reconciliation and the voting window ----------------------
 

@@ -12,7 +12,7 @@ HEARTBEAT_FRESH_S = 20  # the worker beats every 5 s
 
 async def status(store: Store, queue, started_at: float) -> dict:
     """Bot version, uptime, database and worker state as far as the bot knows."""
-    db_ok = await store.healthy()
+    db_ok, schema = await store.health()
     beat, waiting = await asyncio.to_thread(lambda: (contract.last_heartbeat(queue), len(queue)))
     if beat is None:
         worker = {"state": "not seen", "detail": "no worker has reported yet (start one with `parodybot worker`)"}
@@ -23,7 +23,7 @@ async def status(store: Store, queue, started_at: float) -> dict:
     return {
         "version": __version__,
         "uptime_s": round(time.time() - started_at, 1),
-        "database": {"ok": db_ok, "schema_version": await store.schema_version()},
+        "database": {"ok": db_ok, "schema_version": schema},
         "worker": worker,
         "queue": {"waiting": waiting},
     }

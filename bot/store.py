@@ -84,14 +84,15 @@ class Store:
         row = await self.fetchone("SELECT MAX(version) FROM schema_migrations")
         return int(row[0] or 0)
 
-    async def healthy(self) -> bool:
-        # A cheap read, not PRAGMA quick_check: that scans the whole file, and
-        # /status must answer within Discord's 3 seconds however big the file grows.
+    async def health(self) -> tuple[bool, int]:
+        """(database answers, schema version) in one cheap read. Not PRAGMA
+        quick_check: that scans the whole file, and /status must answer within
+        Discord's 3 seconds however big the file grows."""
         try:
-            row = await self.fetchone("SELECT COUNT(*) FROM schema_migrations")
-            return row is not None and row[0] > 0
+            version = await self.schema_version()
         except sqlite3.Error:
-            return False
+            return False, 0
+        return version > 0, version
 
     # --- small helpers -----------------------------------------------------
 

@@ -16,7 +16,7 @@ async def test_migrations_apply_once_and_state_survives(tmp_path):
     assert await store.migrate() == []  # nothing applied twice
     assert (await store.fetchone("SELECT name, state FROM personas"))[:] == ("dril", "active")
     assert await store.get_setting("greeting") == {"hello": 1}
-    assert await store.healthy()
+    assert await store.health() == (True, max(n for n, _, _ in migrations()))
     await store.close()
 
 

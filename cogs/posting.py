@@ -195,7 +195,7 @@ class Posting(commands.Cog):
         if await require_persona(interaction, persona) is None:
             return
         if not cron and interval_minutes is None:
-            await refuse(interaction, f"Give `cron` (and `timezone`), e.g. cron:`0 9,13,19 * * *` timezone:`Europe/Berlin`, "
+            await refuse(interaction, "Give `cron` (and `timezone`), e.g. cron:`0 9,13,19 * * *` timezone:`Europe/Berlin`, "
                                       "or `interval_minutes`, e.g. 240.")
             return
         try:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bot import contract
 from bot.config import Config
-from discord_standin import DiscordStandin, Perm
+from discord_standin import DiscordStandin
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,15 +46,15 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return path
 
 
-@pytest.fixture
-async def world():
+async def start_world() -> World:
+    """A started stand-in with the friends' server in it (stop it with world.standin.stop())."""
     standin = DiscordStandin()
     await standin.start()
     guild = standin.add_guild("Friends")
     operator = standin.add_role(guild, "parodybot-operator")
     voter = standin.add_role(guild, "voter")
     curator = standin.add_role(guild, "curator")
-    w = World(
+    return World(
         standin=standin, guild=guild,
         general=standin.add_channel(guild, "general"),
         curation=standin.add_channel(guild, "curation"),
@@ -66,10 +67,40 @@ async def world():
         erin=standin.add_member(guild, "erin"),
         helper_bot=standin.add_member(guild, "otherbot", bot=True),
     )
+
+
+@pytest.fixture
+async def world():
+    w = await start_world()
     try:
         yield w
     finally:
-        await standin.stop()
+        await w.standin.stop()
+
+
+class CannedWorker:
+    """The worker's real task plumbing on the real queue, with the GPU swapped for
+    fixed texts: generate returns `texts`. For tests about Discord and votes."""
+
+    def __init__(self, cfg: Config, texts: list[str], dropped: dict | None = None):
+        from workers.tasks import Tasks
+
+        tasks = Tasks(cfg)
+        tasks.generate = lambda payload, task_id, progress: {
+            "candidates": [{"text": t} for t in texts[: payload["count"]]], "dropped": dict(dropped or {})}
+        self.huey = contract.open_queue(cfg.queue_url, tasks.handlers())
+        tasks.huey = self.huey
+
+    async def run_one(self, timeout: float = 10) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            task = await asyncio.to_thread(self.huey.dequeue)
+            if task is not None:
+                await asyncio.to_thread(self.huey.execute, task)
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("nothing was queued")
 
 
 def config_for(world: World, **sections) -> Config:

@@ -33,12 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import contract
 from bot.config import load_config
 from bot.store import Store
-from conftest import REPO, World
-from discord_standin import DiscordStandin
-from workers.tasks import Tasks
+from conftest import REPO, CannedWorker, World, start_world
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,33 +93,17 @@ EXPECTED_QUEUE = ["A", "C", "D", "H", "E", "I"]
 
 @asynccontextmanager
 async def fresh_world():
-    standin = DiscordStandin()
-    await standin.start()
+    world = await start_world()
     try:
-        guild = standin.add_guild("Friends")
-        operator = standin.add_role(guild, "parodybot-operator")
-        voter = standin.add_role(guild, "voter")
-        curator = standin.add_role(guild, "curator")
-        w = World(
-            standin=standin, guild=guild,
-            general=standin.add_channel(guild, "general"),
-            curation=standin.add_channel(guild, "curation"),
-            log=standin.add_channel(guild, "bot-log"),
-            operator_role=operator, voter_role=voter, curator_role=curator,
-            alice=standin.add_member(guild, "alice", roles=[operator]),
-            bob=standin.add_member(guild, "bob", roles=[voter]),
-            carol=standin.add_member(guild, "carol", roles=[voter]),
-            dave=standin.add_member(guild, "dave", roles=[voter]),
-            erin=standin.add_member(guild, "erin"),
-            helper_bot=standin.add_member(guild, "otherbot", bot=True),
-        )
-        w.members = {"bob": w.bob, "carol": w.carol, "dave": w.dave, "erin": w.erin, "otherbot": w.helper_bot}
+        guild, voter = world.guild, world.voter_role
+        world.members = {"bob": world.bob, "carol": world.carol, "dave": world.dave, "erin": world.erin,
+                         "otherbot": world.helper_bot}
         for name in ("frank", "grace", "heidi"):
-            w.members[name] = standin.add_member(guild, name, roles=[voter])
-        w.members["ivan"] = standin.add_member(guild, "ivan", roles=[curator])
-        yield w
+            world.members[name] = world.standin.add_member(guild, name, roles=[voter])
+        world.members["ivan"] = world.standin.add_member(guild, "ivan", roles=[world.curator_role])
+        yield world
     finally:
-        await standin.stop()
+        await world.standin.stop()
 
 
 class BotProcess:
@@ -182,26 +163,9 @@ def _raise(msg: str):
     raise AssertionError(msg)
 
 
-class CannedWorker:
+def canned_worker(config: Path) -> CannedWorker:
     """The worker's real task plumbing on the shared SQLite queue; generation returns fixed texts."""
-
-    def __init__(self, config: Path):
-        tasks = Tasks(load_config(config))
-        tasks.generate = lambda payload, task_id, progress: {
-            "candidates": [{"text": t} for t in list(CANDIDATES.values())[: payload["count"]]], "dropped": {}}
-        self.huey = contract.open_queue(tasks.cfg.queue_url, tasks.handlers())
-        tasks.huey = self.huey
-
-    async def run_one(self, timeout: float = 10) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            task = await asyncio.to_thread(self.huey.dequeue)
-            if task is not None:
-                await asyncio.to_thread(self.huey.execute, task)
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("the bot queued no generate job")
+    return CannedWorker(load_config(config), list(CANDIDATES.values()))
 
 
 # --- reading what happened ------------------------------------------------------------
@@ -317,7 +281,7 @@ async def play(root: Path, *, crash: bool) -> tuple[dict, dict]:
         await store.close()
         try:
             await bot.start()
-            worker = CannedWorker(bot.config)
+            worker = canned_worker(bot.config)
             ix = await world.standin.invoke(world.alice, "generate", channel=world.general,
                                             options={"persona": "dril", "count": len(CANDIDATES)})
             await ix.wait_for_response(timeout=5)

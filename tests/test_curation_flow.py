@@ -12,6 +12,7 @@ import sqlite3
 import threading
 
 from bot import contract
+import conftest
 from conftest import config_for
 from discord_standin import Perm
 from workers.tasks import Tasks
@@ -24,26 +25,9 @@ TEXTS = [
 ]
 
 
-class CannedWorker:
+class CannedWorker(conftest.CannedWorker):
     def __init__(self, cfg, texts=TEXTS):
-        tasks = Tasks(cfg)
-        tasks.generate = lambda payload, task_id, progress: {
-            "candidates": [{"text": t} for t in texts[: payload["count"]]],
-            "dropped": {"unfinished": 2, "too_long": 1},
-        }
-        self.huey = contract.open_queue(cfg.queue_url, tasks.handlers())
-        tasks.huey = self.huey
-
-    async def run_one(self, timeout: float = 10) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            task = await asyncio.to_thread(self.huey.dequeue)
-            if task is not None:
-                await asyncio.to_thread(self.huey.execute, task)
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("nothing was queued")
+        super().__init__(cfg, texts, dropped={"unfinished": 2, "too_long": 1})
 
 
 def fields(msg: dict) -> dict:
@@ -274,8 +258,6 @@ async def test_a_busy_queue_never_makes_a_command_miss_its_acknowledgement(world
 
 
 async def test_attachments_only_from_discord_hosts_and_within_the_size_limit(world, bot_handle):
-    from conftest import config_for
-
     bot = await bot_handle.start(config_for(world, discord={"max_attachment_mb": 0.01}))
     csv_bytes = b"tweets\n" + b"a post that is long enough\n" * 10
     elsewhere = {"filename": "posts.csv", "data": csv_bytes, "url": "http://198.51.100.7/posts.csv"}
@@ -291,8 +273,6 @@ async def test_attachments_only_from_discord_hosts_and_within_the_size_limit(wor
 
 
 async def test_denylisted_handles_are_never_trained_on(world, bot_handle):
-    from conftest import config_for
-
     bot = await bot_handle.start(config_for(world, training={"denylist": ["someone_private"]}))
     ix = await world.standin.invoke(world.alice, "train", channel=world.general, options={"handle": "@Someone_Private"})
     await ix.wait_for_response(timeout=5)

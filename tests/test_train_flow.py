@@ -1,7 +1,6 @@
 """/train end to end: the real bot, a real worker process, the tiny model on CPU."""
 from __future__ import annotations
 
-import asyncio
 from importlib import resources
 
 import pytest

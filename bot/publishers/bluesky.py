@@ -136,7 +136,7 @@ class BlueskyPublisher:
                 models.ComAtprotoRepoGetRecord.Params(repo=did, collection=COLLECTION, rkey=rkey)
             )
             return True
-        except BadRequestError as exc:  # RecordNotFound
+        except BadRequestError:  # RecordNotFound
             return False
         except RequestErrorBase as exc:
             if exc.response is not None and exc.response.status_code == 404:

@@ -45,6 +45,13 @@ async def require_persona(interaction: discord.Interaction, name: str) -> dict |
     return persona
 
 
+async def operator_persona(interaction: discord.Interaction, name: str) -> dict | None:
+    """The persona a mutating command acts on, or None after telling the member why not."""
+    if not await require_operator(interaction):
+        return None
+    return await require_persona(interaction, name)
+
+
 async def persona_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     personas = await interaction.client.store.list_personas(interaction.guild_id)
     current = current.lower()

@@ -9,7 +9,7 @@ from discord.ext import commands
 
 from bot import contract
 from bot.candidates import rules_for
-from cogs.common import persona_autocomplete, refuse, require_operator, require_persona
+from cogs.common import operator_persona, persona_autocomplete, refuse, require_operator, require_persona
 
 PLATFORMS = ("x", "bluesky", "mastodon", "outbox")
 
@@ -132,9 +132,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
                         window_hours: app_commands.Range[float, 0.01, 720.0] | None = None,
                         voter_role: discord.Role | None = None, curator_role: discord.Role | None = None,
                         targets: str | None = None, sources: str | None = None) -> None:
-        if not await require_operator(interaction):
-            return
-        persona = await require_persona(interaction, name)
+        persona = await operator_persona(interaction, name)
         if persona is None:
             return
         fields: dict = {}
@@ -170,9 +168,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
     @app_commands.command(name="delete", description="Delete a persona from the bot (the worker keeps its data)")
     @app_commands.autocomplete(name=persona_autocomplete)
     async def delete(self, interaction: discord.Interaction, name: str, confirm: bool = False) -> None:
-        if not await require_operator(interaction):
-            return
-        persona = await require_persona(interaction, name)
+        persona = await operator_persona(interaction, name)
         if persona is None:
             return
         if not confirm:

@@ -15,7 +15,7 @@ from discord.ext import commands, tasks
 from bot import contract
 from bot.posting import post_links
 from bot.scheduler import BadSchedule, make_schedule, next_runs
-from cogs.common import persona_autocomplete, refuse, require_operator, require_persona
+from cogs.common import operator_persona, persona_autocomplete, refuse, require_operator, require_persona
 
 log = logging.getLogger("parodybot.posting")
 
@@ -157,9 +157,7 @@ class Posting(commands.Cog):
         await self._queue_edit(interaction, persona, candidate, "top")
 
     async def _queue_edit(self, interaction: discord.Interaction, persona: str, candidate: int, action: str) -> None:
-        if not await require_operator(interaction):
-            return
-        if await require_persona(interaction, persona) is None:
+        if await operator_persona(interaction, persona) is None:
             return
         cand = await self.bot.store.get_candidate(candidate)
         if cand is None or cand["persona"] != persona:
@@ -190,9 +188,7 @@ class Posting(commands.Cog):
     async def schedule_set(self, interaction: discord.Interaction, persona: str, cron: str | None = None,
                            timezone: str | None = None, interval_minutes: float | None = None,
                            jitter_minutes: float | None = None) -> None:
-        if not await require_operator(interaction):
-            return
-        if await require_persona(interaction, persona) is None:
+        if await operator_persona(interaction, persona) is None:
             return
         if not cron and interval_minutes is None:
             await refuse(interaction, "Give `cron` (and `timezone`), e.g. cron:`0 9,13,19 * * *` timezone:`Europe/Berlin`, "
@@ -215,9 +211,7 @@ class Posting(commands.Cog):
     @schedule_group.command(name="pause", description="Stop a persona's scheduled posts")
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def schedule_pause(self, interaction: discord.Interaction, persona: str) -> None:
-        if not await require_operator(interaction):
-            return
-        if await require_persona(interaction, persona) is None:
+        if await operator_persona(interaction, persona) is None:
             return
         await self.bot.store.update_persona(persona, state="paused", paused_reason=f"paused by {interaction.user}")
         await self.bot.scheduler.sync(persona)
@@ -226,9 +220,7 @@ class Posting(commands.Cog):
     @schedule_group.command(name="resume", description="Start a paused persona's scheduled posts again")
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def schedule_resume(self, interaction: discord.Interaction, persona: str) -> None:
-        if not await require_operator(interaction):
-            return
-        record = await require_persona(interaction, persona)
+        record = await operator_persona(interaction, persona)
         if record is None:
             return
         try:
@@ -276,9 +268,7 @@ class Posting(commands.Cog):
     @post_group.command(name="now", description="Post the best approved candidate now (to every target)")
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def post_now(self, interaction: discord.Interaction, persona: str) -> None:
-        if not await require_operator(interaction):
-            return
-        record = await require_persona(interaction, persona)
+        record = await operator_persona(interaction, persona)
         if record is None:
             return
         if record["state"] != "active":

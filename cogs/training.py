@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import contract
-from cogs.common import persona_autocomplete, refuse, require_operator, require_persona
+from cogs.common import operator_persona, persona_autocomplete, refuse, require_operator
 from cogs.jobs import render_job
 
 SOURCES = Literal["x", "bluesky", "mastodon", "csv", "archive", "twint"]
@@ -110,9 +110,7 @@ class Training(commands.Cog):
                        count: app_commands.Range[int, 1, 200] | None = None,
                        temperature: app_commands.Range[float, 0.1, 3.0] | None = None,
                        top_p: app_commands.Range[float, 0.05, 1.0] | None = None) -> None:
-        if not await require_operator(interaction):
-            return
-        record = await require_persona(interaction, persona)
+        record = await operator_persona(interaction, persona)
         if record is None:
             return
         # Acknowledge first: queueing may wait on a busy queue, the 3-second window does not.

@@ -52,11 +52,20 @@ class JobService:
             await self.store.update_job(job_id, state=contract.CANCELLED, finished_at=now_iso())
         return await self.store.get_job(job_id)
 
-    async def refresh(self, job: dict) -> tuple[dict, bool]:
-        """Pull the job's progress from the queue into the store; (job, changed)."""
-        if job["state"] in contract.FINAL_STATES or not job["queue_id"]:
-            return job, False
-        record: Any = await asyncio.to_thread(contract.read_progress, self.queue, job["queue_id"])
+    async def refresh_all(self, jobs: list[dict]) -> list[tuple[dict, bool]]:
+        """Pull the followed jobs' progress from the queue into the store; [(job, changed)].
+
+        All the records in one trip to a thread: the tracker runs every second,
+        and one trip per job would queue behind members' slash commands."""
+        followed = [j for j in jobs if j["state"] not in contract.FINAL_STATES and j["queue_id"]]
+        records = await asyncio.to_thread(
+            lambda: [contract.read_progress(self.queue, j["queue_id"]) for j in followed])
+        out = []
+        for job, record in zip(followed, records):
+            out.append(await self._apply(job, record))
+        return out
+
+    async def _apply(self, job: dict, record: Any) -> tuple[dict, bool]:
         if not record or record == job["progress"]:
             return job, False
         fields: dict = {"progress": record}

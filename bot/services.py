@@ -10,10 +10,26 @@ from bot.store import Store
 HEARTBEAT_FRESH_S = 20  # the worker beats every 5 s
 
 
+_queue_reads: dict[int, asyncio.Future] = {}
+
+
+async def _queue_state(queue) -> tuple[dict | None, int]:
+    """(the worker's last heartbeat, jobs waiting). Callers that ask while a
+    read is under way share it: forty members typing /status at once cost one
+    trip to a thread, and no answer is older than the question."""
+    key = id(queue)
+    read = _queue_reads.get(key)
+    if read is None:
+        read = asyncio.ensure_future(asyncio.to_thread(lambda: (contract.last_heartbeat(queue), len(queue))))
+        _queue_reads[key] = read
+        read.add_done_callback(lambda _: _queue_reads.pop(key, None))
+    return await asyncio.shield(read)
+
+
 async def status(store: Store, queue, started_at: float) -> dict:
     """Bot version, uptime, database and worker state as far as the bot knows."""
     db_ok, schema = await store.health()
-    beat, waiting = await asyncio.to_thread(lambda: (contract.last_heartbeat(queue), len(queue)))
+    beat, waiting = await _queue_state(queue)
     if beat is None:
         worker = {"state": "not seen", "detail": "no worker has reported yet (start one with `parodybot worker`)"}
     else:

@@ -83,9 +83,13 @@ class Jobs(commands.Cog):
 
     @tasks.loop(seconds=1.0)
     async def tracker(self) -> None:
-        for job in await self.bot.store.list_jobs(active_only=True, limit=100):
+        try:
+            followed = await self.bot.jobs.refresh_all(await self.bot.store.list_jobs(active_only=True, limit=100))
+        except Exception:  # the queue or the database is away for a moment: try again next tick
+            log.exception("reading the jobs' progress failed")
+            followed = []
+        for job, changed in followed:
             try:
-                job, changed = await self.bot.jobs.refresh(job)
                 if changed and job["state"] not in contract.FINAL_STATES:
                     await self.edit_message(job, content=render_job(job))
             except Exception:

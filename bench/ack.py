@@ -1,17 +1,18 @@
 """Slash-command acknowledgement latency with 100 concurrent commands.
 
-The local Discord stand-in and the real ParodyBot run in this process (as in
-tests/conftest.py). Each round, 100 members' slash commands are dispatched at
-once: a mix of /status (database and queue check, answers at once), /jobs
-(lists jobs, answers at once) and /generate (operator check, persona lookup,
-defers, then queues a job in the embedded queue; no worker runs, so the jobs
-just wait). Latency: the stand-in's ``ack_delay`` of each interaction, from
-the INTERACTION_CREATE dispatch to the bot's callback reaching the stand-in,
-measured on the stand-in's side. A round ends when every member sees an
-answer; then the next one starts. The stand-in shares the event loop with
-the bot, so its own work is inside the figure (as the network would be).
-For the reader, a reference: a bare discord.py bot with the same three
-commands answering at once, the same way (what the transport alone costs).
+Ours: the bot as it is deployed, ``python -m bot bot --config CFG`` in its
+own process (fresh data dir, one persona), pointed at the local Discord
+stand-in, which runs in this process, as Discord runs elsewhere. Each round,
+100 members' slash commands are dispatched at once: a mix of /status
+(database and queue check, answers at once), /jobs (lists jobs, answers at
+once) and /generate (operator check, persona lookup, defers, then queues a
+job in the embedded queue; no worker runs, so the jobs just wait). Latency:
+the stand-in's ``ack_delay`` of each interaction, from the INTERACTION_CREATE
+dispatch to the bot's callback reaching the stand-in. A round ends when every
+member sees an answer and the bot has recorded its /generate jobs; then the
+next one starts.
+For the reader, a reference: a bare discord.py bot (its own process too)
+with the same three commands answering at once (what the transport costs).
 
 Anchor: Discord's 3-second acknowledgement deadline. ratio = anchor / ours
 p99: how many times over the bot beats the deadline (above 1 is inside it;
@@ -24,17 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
+import sqlite3
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
+from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-import discord
-from _common import percentile, standin_discord_section
-
-from bot.config import Config
-from discord.ext import commands
+from _common import REPO, percentile
 
 from discord_standin import DiscordStandin, InteractionFailed
 
@@ -74,8 +75,14 @@ async def run_rounds(standin, general, members, operators, rounds: int, concurre
     return by_name, failed
 
 
-def bare_bot() -> commands.Bot:
-    """Reference: discord.py alone, the same three commands answering at once (the transport's floor)."""
+REFERENCE = textwrap.dedent("""
+    # discord.py alone: the same three commands answering at once (the transport's floor).
+    import sys
+    import discord, yarl
+    from discord.ext import commands
+    api, gateway, guild_id, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    discord.http.Route.BASE = api
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
     intents = discord.Intents.none()
     intents.guilds = True
     bot = commands.Bot(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
@@ -93,11 +100,39 @@ def bare_bot() -> commands.Bot:
     async def generate(interaction: discord.Interaction, persona: str, count: int | None = None) -> None:
         await interaction.response.send_message("ok")
 
-    return bot
+    @bot.event
+    async def setup_hook() -> None:
+        bot.tree.copy_global_to(guild=discord.Object(guild_id))
+        await bot.tree.sync(guild=discord.Object(guild_id))
+
+    bot.run(token, log_handler=None)
+""")
+
+
+@contextlib.asynccontextmanager
+async def bot_process(cmd: list[str], env: dict, standin, guild, log_path: Path):
+    """Run a bot process until the block ends; ready once it is on the gateway with its commands synced."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        try:
+            await standin.wait_until_bot_ready(timeout=30)
+            await standin.wait_for_commands(["status", "jobs", "generate"], guild=guild, timeout=30)
+        except Exception:
+            raise RuntimeError(f"{cmd[1:3]} did not get ready:\n" + log_path.read_text()[-3000:]) from None
+        yield proc
+    finally:
+        proc.terminate()  # both close cleanly on SIGTERM
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        await standin.wait_for(lambda: not standin.bot_connected, 10, what="the bot to disconnect")
 
 
 async def main_async(args) -> None:
-    from bot.client import ParodyBot
+    from bot.store import Store
 
     standin = DiscordStandin()
     await standin.start()
@@ -110,41 +145,47 @@ async def main_async(args) -> None:
     operators = [m for i, m in enumerate(members) if i % 2 == 0]
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ack-")
-    os.environ["PARODYBOT_DATA_DIR"] = tmp.name
-    cfg = Config.model_validate({"discord": standin_discord_section(standin, [guild.id])})
-    bot = ParodyBot(cfg, guild_ready_timeout=0.05)
-    task = asyncio.create_task(bot.start(standin.bot_token))
-    ref = ref_task = None
+    root = Path(tmp.name)
     try:
-        await asyncio.wait_for(bot.ready_event.wait(), 20)
-        await standin.wait_for_commands(["status", "jobs", "generate"], guild=guild)
-        await bot.store.create_persona("dril", guild_id=guild.id, curation_channel_id=curation.id)
+        cfg = root / "config.toml"
+        cfg.write_text(textwrap.dedent(f"""
+            log_level = "WARNING"
+            [discord]
+            api_base = "{standin.api_base}"
+            gateway_url = "{standin.gateway_url}"
+            guild_ids = [{guild.id}]
+        """))
+        data = root / "data"
+        store = await Store.open(data / "parodybot.sqlite3")  # the persona /generate asks for
+        await store.create_persona("dril", guild_id=guild.id, curation_channel_id=curation.id)
+        await store.close()
+        base_env = {k: v for k, v in os.environ.items() if k not in ("PARODYBOT_DATA_DIR", "DISCORD_TOKEN")}
+        env = dict(base_env, PARODYBOT_DATA_DIR=str(data), DISCORD_TOKEN=standin.bot_token)
+
+        def unrecorded_jobs() -> int:
+            with contextlib.closing(sqlite3.connect(f"file:{data / 'parodybot.sqlite3'}?mode=ro", uri=True)) as db:
+                return db.execute("SELECT COUNT(*) FROM jobs WHERE message_id IS NULL").fetchone()[0]
 
         async def settle() -> None:
             # /generate stores its message id after the member sees it: let that finish too.
             for _ in range(500):
-                if (await bot.store.fetchone("SELECT COUNT(*) FROM jobs WHERE message_id IS NULL"))[0] == 0:
+                if await asyncio.to_thread(unrecorded_jobs) == 0:
                     return
                 await asyncio.sleep(0.01)
 
-        by_name, failed = await run_rounds(standin, general, members, operators, args.rounds, args.concurrent,
-                                           settle, "ours")
-        await bot.close()
-        await asyncio.wait_for(task, 10)
+        async with bot_process([sys.executable, "-m", "bot", "bot", "--config", str(cfg)], env, standin, guild,
+                               root / "bot.log"):
+            by_name, failed = await run_rounds(standin, general, members, operators, args.rounds, args.concurrent,
+                                               settle, "ours")
 
-        # Reference: the transport alone (same stand-in, same loop, same mix), for the reader.
-        ref = bare_bot()
-        with standin.patch_discord():
-            await ref.login(standin.bot_token)
-            await ref.tree.sync()
-            ref.tree.copy_global_to(guild=discord.Object(guild.id))
-            await ref.tree.sync(guild=discord.Object(guild.id))
-            ref_task = asyncio.create_task(ref.connect(reconnect=False))
-            await asyncio.wait_for(ref.wait_until_ready(), 20)
+        async def nothing() -> None:
+            pass
 
-            async def nothing() -> None:
-                pass
-
+        ref_script = root / "reference.py"
+        ref_script.write_text(REFERENCE)
+        ref_cmd = [sys.executable, str(ref_script), standin.api_base, standin.gateway_url, str(guild.id),
+                   standin.bot_token]
+        async with bot_process(ref_cmd, base_env, standin, guild, root / "reference.log"):
             ref_by_name, _ = await run_rounds(standin, general, members, operators, max(2, args.rounds // 3),
                                               args.concurrent, nothing, "reference")
         ref_all = [d for ds in ref_by_name.values() for d in ds]
@@ -161,14 +202,6 @@ async def main_async(args) -> None:
         # ratio = deadline / our p99: how many times over the bot beats Discord's deadline.
         print(f"ack: ours {p99:.4g} ms (p99), anchor {DEADLINE_MS:.4g} ms, ratio {DEADLINE_MS / p99:.3g}")
     finally:
-        if not bot.is_closed():
-            await bot.close()
-        if ref is not None and not ref.is_closed():
-            await ref.close()
-        for t in (task, ref_task):
-            if t is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(t, 10)
         await standin.stop()
         tmp.cleanup()
 
@@ -178,7 +211,6 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--concurrent", type=int, default=100)
     args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
     asyncio.run(main_async(args))
 
 

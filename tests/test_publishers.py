@@ -149,6 +149,75 @@ async def test_bluesky_creates_a_post_record(fake_bsky):
     assert len(rkey) == 13  # a TID
 
 
+def facet_spans(record):
+    """What a Bluesky reader sees as rich text: (kind, the text bytes the facet covers, its value), in order.
+
+    Facet indices are UTF-8 byte offsets, so the text is sliced as bytes, as the app does."""
+    data = record["text"].encode("utf-8")
+    spans = []
+    for facet in record.get("facets", []):
+        assert facet["$type"] == "app.bsky.richtext.facet"
+        (feature,) = facet["features"]
+        kind = feature["$type"].removeprefix("app.bsky.richtext.facet#")
+        value = feature[{"link": "uri", "tag": "tag", "mention": "did"}[kind]]
+        spans.append((kind, data[facet["index"]["byteStart"]:facet["index"]["byteEnd"]].decode("utf-8"), value))
+    return spans
+
+
+async def test_bluesky_links_and_tags_are_facets_at_utf8_byte_offsets(fake_bsky):
+    long_tag = "#" + "a" * 65  # over Bluesky's 64-grapheme limit: plain text
+    text = (f"café 🌍 naïve ☕ read https://example.com/a?b=1&c=ü, or example.org/path. (see https://x.test/q) "
+            f"#parody #123 #日本語 {long_tag} #ok!")
+    await bsky_pub(fake_bsky).publish(text)
+    ((_, record),) = fake_bsky.records.items()
+    assert record["text"] == text
+    assert facet_spans(record) == [
+        ("link", "https://example.com/a?b=1&c=ü", "https://example.com/a?b=1&c=ü"),
+        ("link", "example.org/path", "https://example.org/path"),  # bare domain, trailing "." left out
+        ("link", "https://x.test/q", "https://x.test/q"),  # unbalanced ")" left out
+        ("tag", "#parody", "parody"),
+        ("tag", "#日本語", "日本語"),
+        ("tag", "#ok", "ok"),
+    ]
+    # not vacuous: character offsets would point elsewhere
+    first = record["facets"][0]["index"]
+    assert first["byteStart"] != text.index("https://") and text.encode()[first["byteStart"]:].startswith(b"https://")
+
+
+async def test_bluesky_post_without_links_tags_or_handles_has_no_facets(fake_bsky):
+    await bsky_pub(fake_bsky).publish("no links here 🌍, just vibes... #1 and an email me@example.com and @dril")
+    ((_, record),) = fake_bsky.records.items()
+    assert "facets" not in record
+    assert fake_bsky.requests_to("/xrpc/com.atproto.identity.resolveHandle") == []  # "@dril" is no handle
+
+
+async def test_bluesky_mentions_resolve_to_dids_and_unknown_handles_stay_text(fake_bsky):
+    fake_bsky.handles["alice.bsky.social"] = "did:plc:alice00000000000000000"
+    text = "🦋 ping @Alice.bsky.social and @ghost.bsky.social, then @alice.bsky.social again"
+    result = await bsky_pub(fake_bsky).publish(text)
+    ((rkey, record),) = fake_bsky.records.items()
+    assert result.remote_id.endswith("/" + rkey) and record["text"] == text
+    assert facet_spans(record) == [
+        ("mention", "@Alice.bsky.social", "did:plc:alice00000000000000000"),
+        ("mention", "@alice.bsky.social", "did:plc:alice00000000000000000"),
+    ]
+    lookups = [r.query["handle"] for r in fake_bsky.requests_to("/xrpc/com.atproto.identity.resolveHandle")]
+    assert lookups == ["alice.bsky.social", "ghost.bsky.social"]  # once per distinct handle
+
+
+@pytest.mark.parametrize("mode", ["unavailable", "timeout", "rate_limit"])
+async def test_bluesky_failed_mention_lookup_still_posts_with_other_facets(fake_bsky, mode):
+    fake_bsky.handles["alice.bsky.social"] = "did:plc:alice00000000000000000"
+    fake_bsky.fail_resolve_next(mode)
+    text = "ünï @ghost.bsky.social @alice.bsky.social https://example.com #tag"
+    result = await publish_with_retry(bsky_pub(fake_bsky), text, attempts=1, sleep=FakeTime().sleep)
+    ((rkey, record),) = fake_bsky.records.items()
+    assert result.remote_id.endswith("/" + rkey) and not result.duplicate
+    assert facet_spans(record) == [("link", "https://example.com", "https://example.com"), ("tag", "#tag", "tag")]
+    # after a lookup error no further handles are asked for (a slow or limited server is not hammered)
+    assert len(fake_bsky.requests_to("/xrpc/com.atproto.identity.resolveHandle")) == 1
+
+
 async def test_mastodon_posts_a_status(fake_masto):
     pub = masto_pub(fake_masto)
     result = await pub.publish("toot toot")

@@ -11,11 +11,18 @@ when the same text is published again by the same publisher after a failure;
 before creating the record again we ask ``com.atproto.repo.getRecord`` whether
 the earlier attempt got through (a timeout can hide a success), and if so
 return that post with ``duplicate=True``.
+
+Rich text: the record carries ``facets`` so that links, #tags and @mentions
+are clickable (Bluesky does not detect them from ``text`` itself), built in
+``build_facets`` with atproto's own port of the official TypeScript detector.
+Facet indices are UTF-8 byte offsets into ``text``. A facet is never a reason
+for a post to fail: whatever cannot be detected or resolved stays plain text.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import logging
 import random
 import threading
 import time
@@ -34,6 +41,8 @@ from .base import (
     short,
 )
 
+log = logging.getLogger(__name__)
+
 CREDENTIAL_NAMES = ("HANDLE", "APP_PASSWORD")
 DEFAULT_BASE_URL = "https://bsky.social"
 COLLECTION = "app.bsky.feed.post"
@@ -41,6 +50,8 @@ _AUTH_ERRORS = {
     "AuthenticationRequired", "InvalidToken", "ExpiredToken", "AccountTakedown",
     "AccountDeactivated", "AuthFactorTokenRequired", "InvalidPassword",
 }
+#: At most this many distinct @handles are resolved (one resolveHandle call each) per post.
+MAX_MENTION_LOOKUPS = 10
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 _tid_lock = threading.Lock()
 _last_tid_us = 0
@@ -105,8 +116,9 @@ class BlueskyPublisher:
             else:
                 rkey = new_tid()
             created_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            facets = await build_facets(client, text)
             try:
-                record = models.AppBskyFeedPost.Record(text=text, created_at=created_at)
+                record = models.AppBskyFeedPost.Record(text=text, created_at=created_at, facets=facets or None)
             except Exception as exc:  # pydantic validation, e.g. over 3,000 bytes
                 raise self._err(PublishError, f"the post is not valid: {short(exc, 200)}") from None
             stage = "post"
@@ -176,6 +188,66 @@ class BlueskyPublisher:
         if isinstance(exc, (httpx.TransportError, OSError)):
             return self._err(TransientError, f"connection failed during {what}: {type(exc).__name__}")
         return self._err(PublishError, f"{what} failed: {type(exc).__name__}: {short(exc, 200)}")
+
+
+async def build_facets(client: Any, text: str) -> list[Any]:
+    """The ``app.bsky.richtext.facet`` list for ``text``, sorted by byte offset; ``[]`` if none.
+
+    Detection is atproto's (``atproto_client.utils``, a port of ``detectFacets``
+    in ``@atproto/api``, the rules documented at
+    https://docs.bsky.app/docs/advanced-guides/post-richtext):
+
+    - links: ``http(s)://...`` up to whitespace, and bare domains
+      (``example.com/path``) whose TLD is a real one, sent as ``https://...``;
+      a trailing ``.,;:!?`` and an unbalanced ``)`` are not part of the link;
+    - tags: ``#word`` after whitespace or at the start, not only digits, at most
+      64 graphemes, trailing punctuation dropped; ``tag`` is without the ``#``
+      (``$TICKER`` cashtags come along as tags ``$TICKER``, as in the app);
+    - mentions: ``@handle`` after whitespace, ``(`` or at the start, where the
+      handle is a valid domain-like handle (X-style ``@dril`` is not, and costs
+      nothing). Each distinct handle is resolved to a DID with
+      ``com.atproto.identity.resolveHandle`` on the PDS; one that does not
+      resolve stays plain text, and after any error other than "unknown
+      handle" (timeout, 5xx, rate limit) no further handles are looked up.
+
+    All offsets are UTF-8 byte offsets, as the lexicon requires. Never raises.
+    """
+    from atproto_client import models
+    from atproto_client.exceptions import BadRequestError
+    from atproto_client.utils import detect_facets, detect_mentions
+
+    try:
+        facets = list(detect_facets(text))
+        mentions = detect_mentions(text)
+    except Exception as exc:  # a detector bug must not stop the post
+        log.warning("Bluesky: facet detection failed, posting plain text: %s", short(exc, 200))
+        return []
+    dids: dict[str, str | None] = {}  # lower-cased handle -> DID, None if it did not resolve
+    lookups = True
+    for mention in mentions:
+        handle = mention.handle.lower()
+        if lookups and handle not in dids and len(dids) < MAX_MENTION_LOOKUPS:
+            try:
+                response = await client.com.atproto.identity.resolve_handle(
+                    models.ComAtprotoIdentityResolveHandle.Params(handle=handle))
+                dids[handle] = response.did
+            except BadRequestError:  # 400 "Unable to resolve handle"
+                dids[handle] = None
+            except Exception as exc:  # timeout, 5xx, 429...: stop asking, post anyway
+                log.info("Bluesky: resolving @%s failed (%s); mentions left stay plain text",
+                         handle, type(exc).__name__)
+                dids[handle] = None
+                lookups = False
+        did = dids.get(handle)
+        if did:
+            try:
+                facets.append(models.AppBskyRichtextFacet.Main(
+                    features=[models.AppBskyRichtextFacet.Mention(did=did)],
+                    index=models.AppBskyRichtextFacet.ByteSlice(byte_start=mention.byte_start,
+                                                                byte_end=mention.byte_end)))
+            except Exception:  # e.g. not a DID: leave the mention as text
+                dids[handle] = None
+    return sorted(facets, key=lambda facet: facet.index.byte_start)
 
 
 def _xrpc_error(response: Any) -> tuple[str | None, str | None]:

@@ -224,24 +224,35 @@ class FakeX(_FakeServer):
 
 # ===================================================================== Bluesky
 class FakeBluesky(_FakeServer):
-    """A PDS: createSession, createRecord, getRecord."""
+    """A PDS: createSession, createRecord (stores the record as sent), getRecord,
+    and resolveHandle (the account's own handle plus those in ``handles``;
+    any other is the real 400 "Unable to resolve handle")."""
 
-    def __init__(self, *, handle: str, password: str, did: str = "did:plc:fakeparodybot0000000000", delay: float = 2.0):
+    def __init__(self, *, handle: str, password: str, did: str = "did:plc:fakeparodybot0000000000", delay: float = 2.0,
+                 handles: dict[str, str] | None = None):
         super().__init__(delay=delay)
         self.handle, self.password, self.did = handle, password, did
+        self.handles = {h.lower(): d for h, d in {**(handles or {}), handle: did}.items()}  # handle -> DID
         self.records: dict[str, dict[str, Any]] = {}  # rkey -> record
         self.sessions: set[str] = set()
         self._login_failures: list[_Failure] = []
+        self._resolve_failures: list[_Failure] = []
 
     def fail_login_next(self, *modes: str, reset_at: float | None = None) -> None:
         for m in modes:
             self._login_failures.append(_Failure(m, reset_at))
+
+    def fail_resolve_next(self, *modes: str, reset_at: float | None = None) -> None:
+        """Failures for ``resolveHandle`` only (``fail_next`` is for createRecord)."""
+        for m in modes:
+            self._resolve_failures.append(_Failure(m, reset_at))
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/xrpc/com.atproto.server.createSession", self.create_session),
             web.post("/xrpc/com.atproto.repo.createRecord", self.create_record),
             web.get("/xrpc/com.atproto.repo.getRecord", self.get_record),
+            web.get("/xrpc/com.atproto.identity.resolveHandle", self.resolve_handle),
         ]
 
     @staticmethod
@@ -314,6 +325,15 @@ class FakeBluesky(_FakeServer):
             "commit": {"cid": "bafyreibcommit", "rev": "3l000000000000"},
             "validationStatus": "valid",
         })
+
+    async def resolve_handle(self, request: web.Request) -> web.Response:
+        resp = await self._failure_response(self._resolve_failures.pop(0) if self._resolve_failures else None)
+        if resp is not None:
+            return resp
+        did = self.handles.get(request.query.get("handle", "").lower())
+        if did is None:
+            return self._error(400, "InvalidRequest", "Unable to resolve handle")
+        return web.json_response({"did": did})
 
     async def get_record(self, request: web.Request) -> web.Response:
         q = request.query

@@ -33,7 +33,14 @@ Rules (DESIGN.md "Posting", issue #6):
   event loop, a suspended machine) coalesce too (APScheduler ``coalesce``, no
   misfire grace limit);
 - a paused persona has no job; resuming does not make up for the runs it
-  skipped while paused.
+  skipped while paused;
+- a run rate limited past its wait cap tries again at the reset time (a
+  one-off ``retry:<persona>`` job) unless the next regular run comes first.
+  The time is kept in ``personas.retry_at`` so that the retry survives a
+  restart: at start it is scheduled again, or run at once if its time passed
+  while the bot was down (once, and not at all when a catch-up run is made
+  anyway). It is cleared when the retry fires, when a later run ends without
+  a rate limit, and when the persona is paused.
 """
 from __future__ import annotations
 
@@ -300,6 +307,9 @@ class PostingScheduler:
     def job_id(self, name: str) -> str:
         return f"post:{name}"
 
+    def retry_id(self, name: str) -> str:
+        return f"retry:{name}"
+
     def job_for(self, name: str):
         return self.engine.get_job(self.job_id(name)) if self.engine else None
 
@@ -326,14 +336,16 @@ class PostingScheduler:
         for persona in personas:
             pname = persona["name"]
             if persona["state"] != "active":
-                self._remove(pname)
+                await self._drop(persona)
                 continue
             try:
                 schedule = self.schedule_of(persona)
             except BadSchedule as exc:
                 log.error("persona %s: bad schedule, no job: %s", pname, exc)
-                self._remove(pname)
+                await self._drop(persona)
                 continue
+            # At start, a retry kept from before the restart (see the module docstring).
+            retry = parse_iso(persona["retry_at"]) if catch_up and persona.get("retry_at") else None
             if persona.get("last_run_at") is None:
                 await self.store.update_persona(pname, last_run_at=iso(now))
             elif catch_up:
@@ -341,19 +353,33 @@ class PostingScheduler:
                 if missed:
                     log.info("persona %s: %d run(s) missed while stopped (%s ... %s); running once now",
                              pname, len(missed), missed[0], missed[-1])
+                    if retry is not None:  # the catch-up run is the retry too
+                        await self._set_retry(pname, None)
+                        retry = None
                     self._spawn(pname, "catch-up")
             signature = repr(schedule)
-            if self._signatures.get(pname) == signature and self.job_for(pname) is not None:
-                continue
-            self.engine.add_job(self._fire, PersonaTrigger(schedule, self.rng), args=[pname, "scheduled"],
-                                id=self.job_id(pname), name=f"post {pname}", replace_existing=True)
-            self._signatures[pname] = signature
+            if self._signatures.get(pname) != signature or self.job_for(pname) is None:
+                self.engine.add_job(self._fire, PersonaTrigger(schedule, self.rng), args=[pname, "scheduled"],
+                                    id=self.job_id(pname), name=f"post {pname}", replace_existing=True)
+                self._signatures[pname] = signature
+            if retry is not None and retry <= now:
+                log.info("persona %s: the retry of a rate-limited run was due at %s while stopped; running it now",
+                         pname, retry)
+                self._spawn(pname, "retry")
+            elif retry is not None:
+                await self._schedule_retry(pname, retry)
 
     def _remove(self, name: str) -> None:
         self._signatures.pop(name, None)
-        for job_id in (self.job_id(name), f"retry:{name}"):
+        for job_id in (self.job_id(name), self.retry_id(name)):
             if self.engine is not None and self.engine.get_job(job_id):
                 self.engine.remove_job(job_id)
+
+    async def _drop(self, persona: dict) -> None:
+        """No jobs for this persona (paused, or a bad schedule), and no pending retry."""
+        self._remove(persona["name"])
+        if persona.get("retry_at"):
+            await self.store.set_retry_at(persona["name"], None)
 
     def _spawn(self, name: str, kind: str) -> asyncio.Task:
         task = asyncio.create_task(self._fire(name, kind))
@@ -370,6 +396,8 @@ class PostingScheduler:
         try:
             if kind in ("scheduled", "catch-up"):
                 await self.store.update_persona(name, last_run_at=iso(self.clock()))
+            elif kind == "retry":  # fired: a crash from here on does not run it again at start
+                await self.store.set_retry_at(name, None)
             return await self.run(name, kind)
         except Exception:
             log.exception("posting run for %s failed", name)
@@ -380,10 +408,12 @@ class PostingScheduler:
     async def run(self, name: str, kind: str = "manual"):
         """One posting run now (``/post now`` uses this too); reschedules a rate-limited one."""
         report = await self.service.run(name, manual=(kind == "manual"))
-        if report.paused_reason is not None:
-            await self.sync(name)  # an auth error paused it: its job goes
         if report.retry_at is not None:
-            self._schedule_retry(name, report.retry_at)
+            await self._schedule_retry(name, dt.datetime.fromtimestamp(report.retry_at, UTC))
+        elif report.outcome != "busy":  # this run settled what a pending retry was for
+            await self._set_retry(name, None)
+        if report.paused_reason is not None:
+            await self.sync(name)  # an auth error paused it: its jobs (and any retry) go
         if self.on_report is not None:
             try:
                 await self.on_report(report)
@@ -391,12 +421,19 @@ class PostingScheduler:
                 log.exception("delivering the report of %s's run failed", name)
         return report
 
-    def _schedule_retry(self, name: str, retry_at: float) -> None:
-        if self.engine is None:
-            return
-        when = dt.datetime.fromtimestamp(retry_at, UTC)
+    async def _schedule_retry(self, name: str, when: dt.datetime) -> None:
         regular = self.next_run_time(name)
         if regular is not None and regular <= when:
-            return  # the next regular run comes first anyway
-        self.engine.add_job(self._fire, "date", run_date=when, args=[name, "retry"], id=f"retry:{name}",
-                            replace_existing=True)
+            when = None  # the next regular run comes first anyway
+        await self._set_retry(name, when)
+
+    async def _set_retry(self, name: str, when: dt.datetime | None) -> None:
+        """The persona's pending retry: a one-off job at ``when`` (or none), kept
+        in ``personas.retry_at`` too so that it survives a restart."""
+        if self.engine is not None:
+            if when is not None:
+                self.engine.add_job(self._fire, "date", run_date=when, args=[name, "retry"], id=self.retry_id(name),
+                                    name=f"retry {name}", replace_existing=True)
+            elif self.engine.get_job(self.retry_id(name)):
+                self.engine.remove_job(self.retry_id(name))
+        await self.store.set_retry_at(name, iso(when) if when is not None else None)

@@ -271,6 +271,10 @@ class Store:
         )
         return [_candidate(r) for r in rows]
 
+    async def set_retry_at(self, persona: str, when: str | None) -> None:
+        """The persona's pending posting retry (UTC ISO), or none; writes only on a change."""
+        await self.execute("UPDATE personas SET retry_at = ? WHERE name = ? AND retry_at IS NOT ?",
+                           (when, persona, when))
 
     async def posts_for(self, candidate_id: int) -> list[dict]:
         return [dict(r) for r in await self.fetchall("SELECT * FROM posts WHERE candidate_id = ? ORDER BY id", (candidate_id,))]

@@ -19,6 +19,7 @@ import pytest
 
 from bot.config import Config
 from bot.posting import PostingService, target_list
+from bot.scheduler import PostingScheduler
 from bot.store import Store
 from conftest import config_for
 from fakes.posting_servers import FakeBluesky, FakeMastodon, FakeX
@@ -336,6 +337,124 @@ async def test_monthly_cap(store, tmp_path):
     service = make_service(store, tmp_path, daily_cap=0, monthly_cap=1)
     assert [(await service.run("dril")).outcome for _ in range(2)] == ["posted", "cap"]
     assert "monthly cap of 1" in (await events(store, "cap"))[0]["text"]
+
+
+# ======================================================== a rate-limit retry across a restart
+
+# The regular schedule of these personas never comes first (next 29 February).
+FEB_29 = {"cron": "0 0 29 2 *", "timezone": "UTC", "jitter_minutes": 0}
+
+
+def lagging_time():
+    """The service's epoch an hour behind the real clock: a reset a few real
+    seconds away is an hour away to the service, longer than a scheduled run
+    waits, so the run is rescheduled at the reset; the scheduler (APScheduler)
+    then fires the retry at the real reset, a few seconds later."""
+    ft = FakeTime()
+    ft.now -= 3600
+    return ft
+
+
+async def rate_limited_then_stopped(store, tmp_path, fx, reset):
+    """A scheduled run is rate limited until ``reset``; the bot stops before it."""
+    fx.fail_next("rate_limit", reset_at=reset)
+    sched = PostingScheduler(store, make_service(store, tmp_path, lagging_time()), Config().posting)
+    await sched.start()
+    try:
+        report = await sched.run("dril", "scheduled")
+        assert report.outcome == "failed" and report.retry_at == reset + 1
+        assert sched.engine.get_job("retry:dril").next_run_time == dt.datetime.fromtimestamp(reset + 1, dt.timezone.utc)
+    finally:
+        await sched.stop()
+    assert fx.tweets == {} and len(fx.requests_to("/2/tweets")) == 1
+
+
+async def test_a_rate_limit_retry_survives_a_restart_and_posts_once_at_the_reset(store, tmp_path, fx):
+    await persona(store, [x_target(fx)], schedule=FEB_29)
+    cid = await approved(store, "worth the wait")
+    reset = int(time.time()) + 4
+    retry = reset + 1
+    await rate_limited_then_stopped(store, tmp_path, fx, reset)
+
+    # A new process over the same database file.
+    store2 = await Store.open(store.path)
+    reports = []
+
+    async def on_report(report):
+        reports.append(report)
+
+    sched = PostingScheduler(store2, make_service(store2, tmp_path, lagging_time()), Config().posting,
+                             on_report=on_report)
+    await sched.start()
+    try:
+        job = sched.engine.get_job("retry:dril")
+        assert job is not None and job.next_run_time == dt.datetime.fromtimestamp(retry, dt.timezone.utc)
+        # Not before the reset ...
+        assert time.time() < retry - 1, "the restart took too long for this test"
+        await asyncio.sleep(retry - 1 - time.time())
+        assert fx.tweets == {} and reports == []
+        # ... but at it.
+        while not reports and time.time() < retry + 10:
+            await asyncio.sleep(0.05)
+        await sched.idle()
+        assert time.time() >= retry
+        assert [(r.outcome, r.candidate_id) for r in reports] == [("posted", cid)]
+        assert list(fx.tweets.values()) == ["worth the wait"]
+        assert (await store2.get_candidate(cid))["state"] == "posted"
+        assert sched.engine.get_job("retry:dril") is None
+        assert (await store2.get_persona("dril"))["retry_at"] is None
+        await asyncio.sleep(0.5)
+        assert len(reports) == 1 and len(fx.requests_to("/2/tweets")) == 2  # once: 429, then the post
+    finally:
+        await sched.stop()
+        await store2.close()
+
+
+async def test_a_retry_due_while_the_bot_was_down_runs_once_at_start(store, tmp_path, fx):
+    await persona(store, [x_target(fx)], schedule=FEB_29)
+    cid = await approved(store, "better late")
+    await approved(store, "next in line")
+    reset = int(time.time()) + 1
+    await rate_limited_then_stopped(store, tmp_path, fx, reset)
+    await asyncio.sleep(max(0.0, reset + 1.2 - time.time()))  # down past the retry time
+
+    for start in range(2):  # the second start has nothing left to retry
+        store2 = await Store.open(store.path)
+        sched = PostingScheduler(store2, make_service(store2, tmp_path, lagging_time()), Config().posting)
+        await sched.start()
+        try:
+            await sched.idle()
+            assert list(fx.tweets.values()) == ["better late"]
+            assert (await store2.get_candidate(cid))["state"] == "posted"
+            assert sched.engine.get_job("retry:dril") is None
+            assert (await store2.get_persona("dril"))["retry_at"] is None
+        finally:
+            await sched.stop()
+            await store2.close()
+    assert len(fx.requests_to("/2/tweets")) == 2
+
+
+async def test_a_later_post_or_a_pause_cancels_the_pending_retry(store, tmp_path, fx):
+    await persona(store, [x_target(fx)], schedule=FEB_29)
+    await approved(store, "first")
+    await approved(store, "second")
+    sched = PostingScheduler(store, make_service(store, tmp_path, lagging_time()), Config().posting)
+    await sched.start()
+    try:
+        for settle in ("post now", "pause"):
+            fx.fail_next("rate_limit", reset_at=int(time.time()) + 3600)
+            assert (await sched.run("dril", "scheduled")).retry_at is not None
+            assert (await store.get_persona("dril"))["retry_at"] is not None
+            if settle == "post now":
+                assert (await sched.run("dril", "manual")).posted
+            else:  # what /schedule pause does
+                await store.update_persona("dril", state="paused", paused_reason="test")
+                await sched.sync("dril")
+            assert sched.engine.get_job("retry:dril") is None, settle
+            assert (await store.get_persona("dril"))["retry_at"] is None, settle
+    finally:
+        await sched.stop()
+    assert list(fx.tweets.values()) == ["first"]
 
 
 # ======================================================================= Discord

@@ -257,3 +257,31 @@ async def test_a_long_rate_limit_schedules_a_retry_at_the_reset(store, tmp_path)
         assert retry is not None and abs((retry.next_run_time - soon).total_seconds()) < 1
     finally:
         await sched.stop()
+
+
+async def test_a_missed_run_and_a_retry_due_while_down_make_one_run_at_start(store, tmp_path):
+    # Down from 08:00 to 07:00 the next day: three runs missed, and the retry of a
+    # rate-limited run (due at 10:00) too. One run at start covers them all.
+    await store.create_persona("dril", targets=[{"platform": "outbox"}],
+                               schedule={"cron": "0 9,13,19 * * *", "timezone": "UTC", "jitter_minutes": 0},
+                               last_run_at="2026-03-02T08:00:00.000000Z", retry_at="2026-03-02T10:00:00.000000Z")
+    for i in range(3):
+        await approved(store, f"candidate {i}")
+    cfg = Config()
+    clock = Clock(utc(2026, 3, 3, 7, 0))
+    reports = []
+
+    async def on_report(report):
+        reports.append(report.outcome)
+
+    service = PostingService(store, cfg, data_dir=tmp_path / "data", clock=clock)
+    sched = PostingScheduler(store, service, cfg.posting, clock=clock, on_report=on_report)
+    await sched.start()
+    try:
+        await sched.idle()
+        assert [r["text"] for r in outbox(tmp_path)] == ["candidate 0"]
+        assert reports == ["posted"]  # one run, not a catch-up and a retry (that would find it busy)
+        assert sched.engine.get_job("retry:dril") is None
+        assert (await store.get_persona("dril"))["retry_at"] is None
+    finally:
+        await sched.stop()

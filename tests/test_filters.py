@@ -6,11 +6,13 @@ import pytest
 from workers.filters import (
     END,
     FILTERS,
+    SLICE_MIN_WORDS,
     START,
     Blocklist,
     NearCopyIndex,
     filter_candidates,
     is_repetitive,
+    max_slice_edits,
     max_word_edits,
     normalize,
 )
@@ -161,7 +163,124 @@ def test_near_copy_index_agrees_with_brute_force():
         queries.append(" ".join(ws))
     queries += [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 14))) for _ in range(100)]
     for q in queries:
-        assert (index.find(q) is not None) == brute(q), q
+        assert (index.find_whole(q) is not None) == brute(q), q
+
+
+# A real post of 60 words; a candidate lifted out of it is far more than a
+# quarter away from the whole post, so only the slice rule catches it.
+LONG_POST = (
+    "last night the council met in the library and after three hours of shouting about parking "
+    "they finally agreed that the duck pond will be drained in spring so the ducks must find a new "
+    "home by april and nobody has told the ducks yet which seems unfair because I am so "
+    "tired of this town deciding things for everyone"
+)
+SLICE = "duck pond will be drained in spring so the ducks"  # words 22-31 of LONG_POST
+
+
+def test_long_post_and_slice_are_what_the_tests_say():
+    assert len(LONG_POST.split()) == 60 and SLICE in LONG_POST and len(SLICE.split()) == 10
+    assert max_word_edits(60) < 50  # the whole-post rule cannot see it
+
+
+def test_slice_of_a_long_real_post_is_a_near_copy():
+    training = TRAINING + [LONG_POST]
+    r = run([
+        fin(SLICE),
+        fin("Duck pond will be DRAINED in spring, so the ducks..."),  # normalisation
+        fin("duck pond will be drained in summer so the ducks"),  # one word changed
+        fin("duck pond will be emptied in spring so the ducks"),  # one word changed
+        fin("duck pond will be drained in the spring so the ducks"),  # one word inserted
+        fin("duck pond will be drained in spring so ducks"),  # one word deleted
+        fin("the village duck pond will be drained in late spring so the ducks"),  # two inserted (13 words)
+        fin("they finally agreed that the duck pond will be drained"),  # another 10-word slice
+    ], training_posts=training)
+    assert r.fates == ["near_copy"] * 8
+    assert r.dropped["near_copy"] == 8 and r.candidates == []
+    # The same candidates against the short posts alone: nothing to copy.
+    assert run([fin(SLICE)]).candidates == [SLICE]
+
+
+def test_slice_rule_leaves_stock_phrases_and_short_posts_alone():
+    training = TRAINING + [LONG_POST]
+    kept = [
+        "I am so tired of this",  # a 6-word run of LONG_POST, but a stock phrase: too short
+        "honestly I am so tired of this",  # 6 of 7 words a run of LONG_POST: still too short
+        "I am so tired of this weather lol",  # 8 words, 6 of them a run: 2 new words are > 0 allowed
+        "the ducks must find a better lawyer before the vote in may",  # shares "the ducks must find a"
+        "after three hours of yoga I finally feel like a person again",  # shares "after three hours of"
+        "nobody has told me anything about the new parking rules either",  # "nobody has told", "parking"
+        "the duck pond will be drained?? the ducks deserve better than this",  # 6-word run + new words
+    ]
+    r = run([fin(t) for t in kept], training_posts=training)
+    assert r.candidates == kept, r.fates
+    assert r.dropped["near_copy"] == 0 and r.dropped["verbatim"] == 0
+
+
+def test_max_slice_edits():
+    assert SLICE_MIN_WORDS == 8
+    assert [max_slice_edits(n) for n in (4, 7)] == [None, None]
+    # at least 8 words matched in order, and at most a quarter of the candidate changed
+    assert [max_slice_edits(n) for n in (8, 9, 10, 11, 12, 15, 16, 40)] == [0, 1, 2, 2, 3, 3, 4, 10]
+
+
+def full_slice_distance(a, b):
+    """Smallest edit distance between a and any run of b, by the full table."""
+    prev = list(range(len(a) + 1))
+    best = prev[-1]
+    for y in b:
+        cur = [0]
+        for i in range(1, len(a) + 1):
+            cur.append(min(prev[i] + 1, cur[i - 1] + 1, prev[i - 1] + (a[i - 1] != y)))
+        prev = cur
+        best = min(best, cur[-1])
+    return best
+
+
+def test_slice_distance_matches_the_full_table():
+    from workers.filters import _slice_distance
+
+    rng = random.Random(3)
+    for _ in range(3000):
+        k = rng.randint(1, 5)
+        a = [rng.randrange(k) for _ in range(rng.randint(0, 10))]
+        b = [rng.randrange(k) for _ in range(rng.randint(0, 25))]
+        cutoff = rng.randint(0, 5)
+        assert _slice_distance(a, b, cutoff) == min(full_slice_distance(a, b), cutoff + 1), (a, b, cutoff)
+
+
+def test_slice_index_agrees_with_brute_force():
+    rng = random.Random(17)
+    vocab = ["the", "a", "to", "of", "and", "I", "you", "cat", "dog", "pond", "duck", "bread", "moon",
+             "tired", "coffee", "monday", "why", "is", "my", "so", "very", "today", "never", "again",
+             "council", "vote", "spring", "rain", "lunch", "nap"]
+    posts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 40))) for _ in range(300)]
+    index = NearCopyIndex(posts)
+    from workers.filters import words
+
+    def brute(text):
+        cw = words(text)
+        d = max_slice_edits(len(cw))
+        return d is not None and any(
+            len(words(p)) >= 4 and full_slice_distance(cw, words(p)) <= d for p in posts)
+
+    queries = []
+    for p in rng.sample([p for p in posts if len(p.split()) >= 12], 80):
+        ws = p.split()
+        i = rng.randrange(len(ws) - 7)
+        ws = ws[i:i + rng.randint(7, 16)]
+        for _ in range(rng.randint(0, 4)):
+            op, j = rng.random(), rng.randrange(len(ws))
+            if op < 0.4:
+                ws[j] = rng.choice(vocab)
+            elif op < 0.7:
+                ws.insert(j, rng.choice(vocab))
+            elif len(ws) > 1:
+                ws.pop(j)
+        queries.append(" ".join(ws))
+    queries += [" ".join(rng.choice(vocab) for _ in range(rng.randint(6, 16))) for _ in range(80)]
+    answers = [index.find_slice(q) is not None for q in queries]
+    assert answers == [brute(q) for q in queries]
+    assert 20 < sum(answers) < len(queries)  # both kinds of answer are exercised
 
 
 def test_repetition():
@@ -264,3 +383,8 @@ def test_edit_distance_without_rapidfuzz(monkeypatch):
         assert filters._levenshtein(a, b, cutoff) == min(full(a, b), cutoff + 1)
     index = NearCopyIndex(TRAINING)
     assert index.find("I love my cat so much") is not None
+    # The slice rule gives the same answers without rapidfuzz (it is plain Python either way).
+    index = NearCopyIndex(TRAINING + [LONG_POST])
+    assert index.find(SLICE) is not None
+    assert index.find("duck pond will be drained next spring so the ducks") is not None
+    assert index.find("I am so tired of this weather lol") is None

@@ -23,8 +23,9 @@ Each raw text is dropped by the first filter that rejects it, in this order
                 repeated;
 ``verbatim``    equal to a training post after normalisation (Unicode NFKC,
                 case, whitespace, punctuation);
-``near_copy``   a training post with a few words changed (see
-                :class:`NearCopyIndex`);
+``near_copy``   a training post with a few words changed, or a stretch of 8+
+                words lifted out of a longer training post with at most a
+                few words changed (see :class:`NearCopyIndex`);
 ``duplicate``   equal after normalisation to an earlier survivor of this
                 batch or to one of ``earlier_candidates``.
 
@@ -133,11 +134,75 @@ def _levenshtein(a: Sequence[int], b: Sequence[int], cutoff: int) -> int:
     return min(prev[-1], cutoff + 1)  # pragma: no cover
 
 
-class NearCopyIndex:
-    """Finds training posts that a candidate copies with a few words changed.
+# A candidate this long or longer is also a near copy when it is (nearly) a
+# stretch of a longer training post; see max_slice_edits.
+SLICE_MIN_WORDS = 8
 
-    Measure: word-level Levenshtein distance ``d`` between the normalised
-    word sequences (see :func:`words`); a near copy when
+
+def max_slice_edits(n_words: int) -> int | None:
+    """How many word edits still make a candidate of ``n_words`` words a
+    near copy of some stretch (a run of consecutive words) of a longer
+    training post, or None when a candidate that short is never a slice copy.
+
+    At most a quarter of the candidate's words may differ, as for whole
+    posts, and at least :data:`SLICE_MIN_WORDS` (8) of its words must be the
+    real post's words in the real post's order: an 8-word candidate must be
+    an exact run of a real post, a 9-word one may differ in one word, 10-11
+    words in two, 12-15 words in three, then a quarter. Why 8: the stretch
+    is chosen to fit the candidate (a whole post is not), so agreement by
+    chance is likelier than for whole posts, and stock phrases run to six or
+    seven words ("I am so tired of this", "thank you so much for this"):
+    quoting one, even with a word or two around it ("I am so tired of this
+    weather lol"), does not make a post a copy. Eight of a person's words in
+    their order is their sentence.
+    """
+    if n_words < SLICE_MIN_WORDS:
+        return None
+    return min(n_words // 4, n_words - SLICE_MIN_WORDS)
+
+
+def _slice_distance(a: Sequence[int], b: Sequence[int], cutoff: int) -> int:
+    """Smallest word edit distance between ``a`` and any run of consecutive
+    words of ``b`` (approximate substring matching: Sellers' dynamic program
+    with free ends in ``b``, and Ukkonen's cut-off, which computes only the
+    rows that can still be within ``cutoff``), or ``cutoff + 1`` when it
+    exceeds ``cutoff``. Plain Python with or without rapidfuzz, so both give
+    the same answers; it costs about ``(cutoff + 2) * len(b)`` cells.
+    """
+    n = len(a)
+    col = list(range(n + 1))  # D[i][0] = i: a[:i] against an empty run
+    last = min(cutoff, n)  # the last row within cutoff (the rows below it hold more)
+    best = n if n <= cutoff else cutoff + 1
+    for y in b:
+        diag = up = 0  # D[0][j-1], D[0][j]: a run may start anywhere
+        top = last + 1 if last < n else n
+        for i in range(1, top + 1):
+            left = col[i]
+            if a[i - 1] == y:
+                v = diag
+            else:
+                v = (diag if diag < up else up)
+                if left < v:
+                    v = left
+                v += 1
+            diag = left
+            col[i] = up = v
+        last = top
+        while last > 0 and col[last] > cutoff:
+            last -= 1
+        if last == n and col[n] < best:
+            best = col[n]
+            if best == 0:
+                break
+    return best
+
+
+class NearCopyIndex:
+    """Finds training posts that a candidate copies with a few words changed,
+    whole or in part.
+
+    Whole posts: word-level Levenshtein distance ``d`` between the
+    normalised word sequences (see :func:`words`); a near copy when
     ``d <= max_word_edits(max(len(a), len(b)))``, i.e. at least 3/4 of the
     words are the real post's words in the real post's order, and the post
     is longer than four words. Word level rather than character level
@@ -146,15 +211,27 @@ class NearCopyIndex:
     ("I love my dog so much" / "I love pizza so much") stay apart, where a
     character ratio on short strings is noisy.
 
+    Slices: a candidate of ``n >= SLICE_MIN_WORDS`` words is also a near
+    copy when some run of consecutive words of a (longer) training post is
+    within ``max_slice_edits(n)`` word edits of it (approximate substring
+    matching, :func:`_slice_distance`): ten words lifted out of a 60-word
+    post, with a word or two changed, are still that person's words, though
+    far more than a quarter of the whole post differs.
+
     Search: an inverted index from word bigrams to the posts that contain
     them, with prefix filtering (as in set-similarity joins): ``d`` edits
-    destroy at most ``2d`` of the candidate's distinct bigrams, so a match
-    must contain at least one of the candidate's ``2d + 1`` rarest bigrams;
-    only those posting lists are read, the posts found are filtered by
-    length and verified with the exact edit distance (rapidfuzz when
-    installed, a plain DP otherwise). Lossless for candidates with at least
-    ``2d + 1`` distinct bigrams (everything but loops, which the repetition
-    filter drops first).
+    destroy at most ``2d`` of the candidate's distinct bigrams (a
+    substitution or deletion touches two bigram positions, an insertion
+    one), and every other bigram of the candidate is a bigram of the post,
+    whether the candidate is matched against the whole post or a run of it.
+    So a match must contain at least one of the candidate's ``2d + 1``
+    rarest bigrams: only those posting lists are read. Whole-post matches
+    are then filtered by length, slice matches by the count of the
+    candidate's bigrams the post contains (at least all but ``2d``), and the
+    few posts left are verified with the exact distance (rapidfuzz when
+    installed, a plain DP otherwise, for whole posts; a plain-Python DP for
+    slices). Lossless for candidates with at least ``2d + 1`` distinct
+    bigrams (everything but loops, which the repetition filter drops first).
     """
 
     def __init__(self, training_posts: Iterable[str]):
@@ -194,16 +271,21 @@ class NearCopyIndex:
 
     def find(self, text: str) -> int | None:
         """Index (among the indexed posts, in order) of a training post that
-        ``text`` nearly copies, or None."""
+        ``text`` nearly copies, whole or as a slice, or None."""
+        return self._find(text, whole=True, slices=True)
+
+    def find_whole(self, text: str) -> int | None:
+        """Like :meth:`find`, whole-post near copies only."""
+        return self._find(text, whole=True, slices=False)
+
+    def find_slice(self, text: str) -> int | None:
+        """Like :meth:`find`, slice near copies only."""
+        return self._find(text, whole=False, slices=True)
+
+    def _find(self, text: str, *, whole: bool, slices: bool) -> int | None:
         ws = words(text)
         n = len(ws)
         if n < 4 or not len(self._keys):
-            return None
-        # The largest d any match could have: N = max(n, n_t) <= n + d.
-        d_max = 0
-        while max_word_edits(n + d_max + 1) >= d_max + 1:
-            d_max += 1
-        if d_max == 0:
             return None
         ids = [self._vocab.get(w, -1 - i) for i, w in enumerate(ws)]  # unknown words match nothing
         n_bigrams = len(set(zip(ws, ws[1:])))
@@ -211,18 +293,67 @@ class NearCopyIndex:
                         dtype=np.int64)
         pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
         at = pos[self._keys[pos] == keys]
-        probe = 2 * d_max + 1
-        unseen = n_bigrams - len(at)  # bigrams in no training post: the rarest of all
-        if unseen >= probe or not len(at):
+        if not len(at):
             return None
-        df = self._ends[at] - self._starts[at]
-        at = at[np.argsort(df, kind="stable")[: probe - unseen]]
-        found = np.unique(np.concatenate([self._postings[self._starts[i]:self._ends[i]] for i in at]))
+        unseen = n_bigrams - len(at)  # bigrams in no training post: the rarest of all
+        at = at[np.argsort(self._ends[at] - self._starts[at], kind="stable")]  # rarest first
+        if whole:
+            pid = self._find_whole(ids, at, unseen)
+            if pid is not None:
+                return pid
+        if slices:
+            return self._find_slice(ids, at, unseen, n_bigrams)
+        return None
+
+    def _probe(self, at: np.ndarray, unseen: int, d: int) -> np.ndarray | None:
+        """Sorted ids of the posts holding one of the ``2d + 1`` rarest
+        bigrams (None: the unseen ones alone exceed that, so no match)."""
+        probe = 2 * d + 1
+        if unseen >= probe:
+            return None
+        return np.unique(np.concatenate([self._postings[self._starts[i]:self._ends[i]]
+                                         for i in at[: probe - unseen]]))
+
+    def _find_whole(self, ids: list[int], at: np.ndarray, unseen: int) -> int | None:
+        n = len(ids)
+        # The largest d any match could have: N = max(n, n_t) <= n + d.
+        d_max = 0
+        while max_word_edits(n + d_max + 1) >= d_max + 1:
+            d_max += 1
+        if d_max == 0:
+            return None
+        found = self._probe(at, unseen, d_max)
+        if found is None:
+            return None
         found = found[np.abs(self._lens[found] - n) <= d_max]
         for pid in found.tolist():
             seq = self._ids[self._offsets[pid]:self._offsets[pid + 1]].tolist()
             allowed = max_word_edits(max(n, len(seq)))
             if allowed and _levenshtein(ids, seq, allowed) <= allowed:
+                return pid
+        return None
+
+    def _find_slice(self, ids: list[int], at: np.ndarray, unseen: int, n_bigrams: int) -> int | None:
+        n = len(ids)
+        d = max_slice_edits(n)
+        if d is None:
+            return None
+        found = self._probe(at, unseen, d)
+        if found is None:
+            return None
+        found = found[self._lens[found] >= n - d]  # the run has at least n - d words
+        # Count filter: a match holds all but at most 2d of the candidate's distinct bigrams.
+        need = n_bigrams - 2 * d
+        if need > 1 and len(found):
+            hits = np.zeros(len(found), dtype=np.int64)
+            for i in at.tolist():
+                plist = self._postings[self._starts[i]:self._ends[i]]
+                j = np.minimum(np.searchsorted(plist, found), len(plist) - 1)
+                hits += plist[j] == found
+            found = found[hits >= need]
+        for pid in found.tolist():
+            seq = self._ids[self._offsets[pid]:self._offsets[pid + 1]].tolist()
+            if _slice_distance(ids, seq, d) <= d:
                 return pid
         return None
 

@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks in bench/ (no TensorFlow here)."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -64,3 +65,12 @@ def standin_discord_section(standin, guild_ids) -> dict:
         "guild_ids": [int(g) for g in guild_ids],
         "attachment_hosts": [standin.cdn_host],
     }
+
+
+def write_standin_config(path: Path, standin, guild_ids, *, log_level: str = "INFO") -> Path:
+    """A config.toml at ``path`` for a bot process pointed at a local DiscordStandin."""
+    section = standin_discord_section(standin, guild_ids)
+    # JSON strings and lists of strings or integers are valid TOML values.
+    lines = [f"log_level = {json.dumps(log_level)}", "[discord]"] + [f"{k} = {json.dumps(v)}" for k, v in section.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

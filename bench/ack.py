@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import REPO, percentile
+from _common import REPO, percentile, write_standin_config
 
 from discord_standin import DiscordStandin, InteractionFailed
 
@@ -147,14 +147,7 @@ async def main_async(args) -> None:
     tmp = tempfile.TemporaryDirectory(prefix="bench-ack-")
     root = Path(tmp.name)
     try:
-        cfg = root / "config.toml"
-        cfg.write_text(textwrap.dedent(f"""
-            log_level = "WARNING"
-            [discord]
-            api_base = "{standin.api_base}"
-            gateway_url = "{standin.gateway_url}"
-            guild_ids = [{guild.id}]
-        """))
+        cfg = write_standin_config(root / "config.toml", standin, [guild.id], log_level="WARNING")
         data = root / "data"
         store = await Store.open(data / "parodybot.sqlite3")  # the persona /generate asks for
         await store.create_persona("dril", guild_id=guild.id, curation_channel_id=curation.id)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
 import psutil
-from _common import REPO, median, ratio_line
+from _common import REPO, median, ratio_line, write_standin_config
 
 from discord_standin import DiscordStandin
 
@@ -113,15 +113,7 @@ async def main_async(args) -> None:
         standin.add_member(guild, f"friend{i}", roles=[operator] if i == 0 else [])
 
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
-        cfg = Path(tmp) / "config.toml"
-        cfg.write_text(textwrap.dedent(f"""
-            log_level = "INFO"
-            [discord]
-            api_base = "{standin.api_base}"
-            gateway_url = "{standin.gateway_url}"
-            guild_ids = [{guild.id}]
-            attachment_hosts = ["{standin.cdn_host}"]
-        """))
+        cfg = write_standin_config(Path(tmp) / "config.toml", standin, [guild.id])
         anchor_script = Path(tmp) / "anchor.py"
         anchor_script.write_text(ANCHOR)
         base_env = {k: v for k, v in os.environ.items() if k not in ("PARODYBOT_DATA_DIR", "DISCORD_TOKEN")}

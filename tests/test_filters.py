@@ -36,6 +36,20 @@ def fin(text):
     return text + END
 
 
+
+def random_edits(rng, ws: list[str], vocab: list[str], n: int) -> list[str]:
+    """``ws`` with ``n`` random word substitutions, insertions and deletions."""
+    ws = list(ws)
+    for _ in range(n):
+        op, i = rng.random(), rng.randrange(len(ws))
+        if op < 0.4:
+            ws[i] = rng.choice(vocab)
+        elif op < 0.7:
+            ws.insert(i, rng.choice(vocab))
+        elif len(ws) > 1:
+            ws.pop(i)
+    return ws
+
 def test_every_key_present_and_clean_output():
     r = run([fin("a perfectly fine new post"), fin("\n" + START + "  another fine one here  ")])
     assert set(r.dropped) == set(FILTERS)
@@ -150,17 +164,7 @@ def test_near_copy_index_agrees_with_brute_force():
 
     queries = []
     for p in rng.sample(posts, 100):
-        ws = p.split()
-        for _ in range(rng.randint(0, 3)):
-            op = rng.random()
-            i = rng.randrange(len(ws))
-            if op < 0.4:
-                ws[i] = rng.choice(vocab)
-            elif op < 0.7:
-                ws.insert(i, rng.choice(vocab))
-            elif len(ws) > 1:
-                ws.pop(i)
-        queries.append(" ".join(ws))
+        queries.append(" ".join(random_edits(rng, p.split(), vocab, rng.randint(0, 3))))
     queries += [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 14))) for _ in range(100)]
     for q in queries:
         assert (index.find_whole(q) is not None) == brute(q), q
@@ -268,15 +272,7 @@ def test_slice_index_agrees_with_brute_force():
         ws = p.split()
         i = rng.randrange(len(ws) - 7)
         ws = ws[i:i + rng.randint(7, 16)]
-        for _ in range(rng.randint(0, 4)):
-            op, j = rng.random(), rng.randrange(len(ws))
-            if op < 0.4:
-                ws[j] = rng.choice(vocab)
-            elif op < 0.7:
-                ws.insert(j, rng.choice(vocab))
-            elif len(ws) > 1:
-                ws.pop(j)
-        queries.append(" ".join(ws))
+        queries.append(" ".join(random_edits(rng, ws, vocab, rng.randint(0, 4))))
     queries += [" ".join(rng.choice(vocab) for _ in range(rng.randint(6, 16))) for _ in range(80)]
     answers = [index.find_slice(q) is not None for q in queries]
     assert answers == [brute(q) for q in queries]

@@ -223,10 +223,8 @@ class Posting(commands.Cog):
         record = await operator_persona(interaction, persona)
         if record is None:
             return
-        try:
-            schedule = self.bot.scheduler.schedule_of(record)
-        except BadSchedule as exc:
-            await refuse(interaction, f"The stored schedule does not work ({exc}); set one with `/schedule set`.")
+        schedule = await self._stored_schedule(interaction, record)
+        if schedule is None:
             return
         # Runs skipped while paused are not made up for.
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -235,16 +233,22 @@ class Posting(commands.Cog):
         await interaction.response.send_message(f"▶️ **{persona}** posts again, {schedule.describe()}.\n"
                                                 + self._next_text(persona, schedule))
 
+    async def _stored_schedule(self, interaction: discord.Interaction, record: dict):
+        """The persona's stored schedule, or None after telling the member that it does not work."""
+        try:
+            return self.bot.scheduler.schedule_of(record)
+        except BadSchedule as exc:
+            await refuse(interaction, f"The stored schedule does not work ({exc}); set one with `/schedule set`.")
+            return None
+
     @schedule_group.command(name="show", description="A persona's schedule and its next run times")
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def schedule_show(self, interaction: discord.Interaction, persona: str) -> None:
         record = await require_persona(interaction, persona)
         if record is None:
             return
-        try:
-            schedule = self.bot.scheduler.schedule_of(record)
-        except BadSchedule as exc:
-            await refuse(interaction, f"The stored schedule does not work ({exc}); set one with `/schedule set`.")
+        schedule = await self._stored_schedule(interaction, record)
+        if schedule is None:
             return
         state = "active" if record["state"] == "active" else f"paused ({record.get('paused_reason') or 'paused'})"
         await interaction.response.send_message(

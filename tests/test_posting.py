@@ -606,6 +606,21 @@ async def test_schedule_set_show_pause_resume(world, bot_handle, monkeypatch):
     assert bot.scheduler.job_for("dril") is not None and (await bot.store.get_persona("dril"))["state"] == "active"
 
 
+
+async def test_a_stored_schedule_that_stopped_working_is_refused_with_what_to_do(world, bot_handle, monkeypatch):
+    # E.g. a time zone that a tzdata update renamed, or a hand-edited database.
+    bot = await _bot_with_persona(world, bot_handle, monkeypatch, [{"platform": "outbox"}])
+    await bot.store.update_persona("dril", state="paused",
+                                   schedule={"cron": "0 9 * * *", "timezone": "Mars/Olympus"})
+    for sub in ("show", "resume"):
+        ix = await world.standin.invoke(world.alice, "schedule", subcommand=sub, channel=world.general,
+                                        options={"persona": "dril"})
+        await ix.wait_for_response()
+        assert ix.ephemeral and "does not work" in ix.response["content"]
+        assert "/schedule set" in ix.response["content"]
+    assert (await bot.store.get_persona("dril"))["state"] == "paused"
+
+
 # ======================================================================= CLI
 
 

@@ -9,9 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PARODYBOT_DA
 WORKDIR /srv/parodybot
 RUN useradd --create-home --uid 1000 parodybot && mkdir -p /data && chown parodybot /data
 COPY pyproject.toml README.md LICENSE ./
+COPY core ./core
 COPY bot ./bot
 COPY cogs ./cogs
 COPY workers ./workers
+COPY app ./app
 COPY discord_standin ./discord_standin
 VOLUME ["/data"]
 

@@ -99,7 +99,7 @@ async def one_run(cmd: list[str], env: dict) -> tuple[float, float, list[str]]:
 
 async def main_async(args) -> None:
     from bot.client import ParodyBot
-    from bot.config import Config
+    from core.config import Config
 
     ready_timeout = ParodyBot(Config())._connection.guild_ready_timeout  # what the bot gives discord.py
 

@@ -36,7 +36,7 @@ import _common  # noqa: F401  (puts the repo on sys.path)
 import discord
 from _common import joke_corpus, ratio_line, standin_discord_section
 
-from bot.config import Config
+from core.config import Config
 from discord_standin import DiscordStandin
 
 UP, DOWN = "👍", "👎"

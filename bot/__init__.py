@@ -1,3 +1,6 @@
-"""parodybot: the Discord bot side. Nothing under bot/ imports TensorFlow."""
+"""The bot's services, with no Discord type in them but the client itself
+(bot/client.py): the store (all SQL), personas, jobs, candidates and votes,
+posting, the scheduler and the publishers. A second chat frontend could call
+the same services. Nothing under bot/ imports TensorFlow or the worker."""
 
-__version__ = "0.1.0"
+from core import __version__  # noqa: F401  (kept for `bot.__version__` readers)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable, Mapping
 
 from bot import curation
-from bot.clock import iso, parse_iso, utcnow
-from bot.config import CurationConfig
+from core.clock import iso, parse_iso, utcnow
+from core.config import CurationConfig
 from bot.store import Store
 
 log = logging.getLogger("parodybot.curation")

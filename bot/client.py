@@ -9,8 +9,8 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot import contract
-from bot.config import Config
+from core import contract
+from core.config import Config
 from bot.jobs import JobService
 from bot.posting import PostingService
 from bot.scheduler import PostingScheduler

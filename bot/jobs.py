@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot import contract
-from bot.clock import iso, utcnow
+from core import contract
+from core.clock import iso, utcnow
 from bot.store import Store
 
 TASK_FOR_KIND = {"train": contract.TRAIN, "generate": contract.GENERATE, "import": contract.IMPORT}

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Mapping
 from zoneinfo import ZoneInfo
 
-from bot import contract
+from core import contract
 from bot.publishers import (
     AuthError,
     PublishConfigError,
@@ -50,7 +50,7 @@ from bot.publishers import (
     normalize_platform,
     publish_with_retry,
 )
-from bot.clock import UTC, iso, utcnow
+from core.clock import UTC, iso, utcnow
 from bot.store import Store
 
 log = logging.getLogger("parodybot.posting")

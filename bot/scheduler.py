@@ -56,7 +56,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.clock import UTC, iso, parse_iso, utcnow
+from core.clock import UTC, iso, parse_iso, utcnow
 
 log = logging.getLogger("parodybot.scheduler")
 

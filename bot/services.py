@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot import __version__, contract
+from core import __version__, contract
 from bot.store import Store
 
 HEARTBEAT_FRESH_S = 20  # the worker beats every 5 s

@@ -4,7 +4,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot import contract
+from core import contract
 
 
 def is_operator(interaction: discord.Interaction) -> bool:

@@ -17,7 +17,7 @@ from bot import curation
 from bot.candidates import Curation as CurationService
 from bot.candidates import ReactionEvent
 from bot.candidates import rules_for
-from bot.clock import parse_iso
+from core.clock import parse_iso
 
 log = logging.getLogger("parodybot.curation")
 

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot import contract
+from core import contract
 from bot.charts import loss_curve_png
 from cogs.common import counts_text, duration, job_autocomplete, progress_bar, refuse, require_operator
 

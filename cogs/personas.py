@@ -7,7 +7,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import contract
+from core import contract
 from bot.candidates import rules_for
 from cogs.common import operator_persona, persona_autocomplete, refuse, require_operator, require_persona
 

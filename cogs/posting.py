@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot import contract
+from core import contract
 from bot.posting import post_links
 from bot.scheduler import BadSchedule, make_schedule, next_runs
 from cogs.common import operator_persona, persona_autocomplete, refuse, require_operator, require_persona

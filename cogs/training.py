@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import contract
+from core import contract
 from cogs.common import operator_persona, persona_autocomplete, refuse, require_operator
 from cogs.jobs import render_job
 

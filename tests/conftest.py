@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import contract
-from bot.config import Config
+from core import contract
+from core.config import Config
 from discord_standin import DiscordStandin
 
 REPO = Path(__file__).resolve().parents[1]

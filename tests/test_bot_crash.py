@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_config
+from core.config import load_config
 from bot.store import Store
 from conftest import REPO, CannedWorker, World, start_world
 
@@ -281,7 +281,7 @@ async def play(root: Path, *, crash: bool) -> tuple[dict, dict]:
         await store.close()
         try:
             await bot.start()
-            worker = canned_worker(bot.config)
+            worker = canned_worker(core.config)
             ix = await world.standin.invoke(world.alice, "generate", channel=world.general,
                                             options={"persona": "dril", "count": len(CANDIDATES)})
             await ix.wait_for_response(timeout=5)

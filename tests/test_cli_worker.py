@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO / "bot" / "data" / "demo_corpus.csv"
+CORPUS = REPO / "core" / "data" / "demo_corpus.csv"
 
 
 @pytest.fixture

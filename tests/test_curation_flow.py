@@ -11,7 +11,7 @@ import random
 import sqlite3
 import threading
 
-from bot import contract
+from core import contract
 import conftest
 from conftest import config_for
 from discord_standin import Perm

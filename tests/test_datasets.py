@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from bot.contract import BadInput
+from core.contract import BadInput
 from workers.cleaning import CleanOptions
 from workers.datasets import dataset_info, export_csv, import_dataset, load_texts
 from workers.sources import get_source

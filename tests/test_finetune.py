@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.contract import BadInput
+from core.contract import BadInput
 from workers.finetune import TrainingFailed, recover_checkpoints, run_training, working_checkpoint
 from workers.models import MODEL_FILES, ModelUnavailable, download_model, resolve_model
 from workers.tiny_model import build_tiny_model

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.contract import BadInput
-from bot.textlimits import fits
+from core.contract import BadInput
+from core.textlimits import fits
 from workers.datasets import texts_to_csv
 from workers.filters import END, FILTERS, START
 from workers.sampler import _final_state, _marker_tables, split_posts

@@ -29,6 +29,6 @@ def test_bot_and_cogs_never_import_tensorflow():
 
 
 def test_contract_is_light():
-    code = "import sys, bot.contract; print(sorted(m for m in sys.modules if m.split('.')[0] in ('discord','tensorflow','aiosqlite','matplotlib')))"
+    code = "import sys, core.contract; print(sorted(m for m in sys.modules if m.split('.')[0] in ('discord','tensorflow','aiosqlite','matplotlib')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -1,7 +1,7 @@
 """/persona, /jobs and /stats as members use them."""
 from __future__ import annotations
 
-from bot import contract
+from core import contract
 
 
 def embed_fields(response: dict) -> dict:

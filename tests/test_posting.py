@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config
+from core.config import Config
 from bot.posting import PostingService, target_list
 from bot.scheduler import PostingScheduler
 from bot.store import Store

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import contract
-from bot.config import Config
+from core import contract
+from core.config import Config
 from bot.posting import PostingService
 from bot.store import Store
 from conftest import config_for

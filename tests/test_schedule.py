@@ -17,7 +17,7 @@ import random
 
 import pytest
 
-from bot.config import Config, PostingConfig
+from core.config import Config, PostingConfig
 from bot.posting import PostingService
 from bot.scheduler import (
     BadSchedule,

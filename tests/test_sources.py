@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.contract import BadInput
+from core.contract import BadInput
 try:  # tests/ is on sys.path (no tests/__init__.py); the package path works too
     from fakes.social_sources import (FakeBluesky, FakeMastodon, FakeXApi, block_internet, bsky_post,
                                       bsky_repost_item, masto_account, masto_status, x_tweet)

@@ -1,6 +1,6 @@
 """/status through the real discord.py client and the local Discord stand-in."""
 
-from bot import __version__, contract
+from core import __version__, contract
 
 
 async def test_member_runs_status_and_sees_the_answer(world, bot):

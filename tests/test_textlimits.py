@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bot import textlimits as tl
+from core import textlimits as tl
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILY = "\U0001F468\u200D\U0001F469\u200D\U0001F467"  # one grapheme, 18 bytes
@@ -99,7 +99,7 @@ def test_grapheme_count_never_exceeds_code_points(text):
 
 
 def test_module_is_light():
-    code = ("import sys, bot.textlimits; "
+    code = ("import sys, core.textlimits; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'discord','tweepy','twitter_text','regex','tensorflow','aiohttp','atproto_client','mastodon'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -5,7 +5,7 @@ from importlib import resources
 
 import pytest
 
-CORPUS = resources.files("bot.data").joinpath("demo_corpus.csv").read_bytes()
+CORPUS = resources.files("core.data").joinpath("demo_corpus.csv").read_bytes()
 
 
 def job_message(world, message_id):

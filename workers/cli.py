@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from bot.clitools import emit, json_option, with_config
-from bot.config import Config
-from bot.contract import BadInput
+from core.clitools import emit, json_option, with_config
+from core.config import Config
+from core.contract import BadInput
 
 def _progress_printer(as_json: bool):
     """Human progress on stderr (stdout stays one JSON object with --json)."""
@@ -38,7 +38,7 @@ def _progress_printer(as_json: bool):
 @json_option
 def import_command(cfg: Config, persona, source, file, handle, api, keep_replies, strip_mentions, strip_hashtags, as_json):
     """Fetch and clean a persona's posts into the worker's dataset."""
-    from bot.contract import check_persona_name
+    from core.contract import check_persona_name
     from workers.cleaning import CleanOptions
     from workers.datasets import import_dataset
 
@@ -63,7 +63,7 @@ def dataset_group() -> None:
 @with_config
 def dataset_export(cfg: Config, persona) -> None:
     """Print the cleaned dataset as a one-column CSV (header `tweets`)."""
-    from bot.contract import check_persona_name
+    from core.contract import check_persona_name
     from workers.datasets import export_csv
 
     check_persona_name(persona)
@@ -79,7 +79,7 @@ def dataset_export(cfg: Config, persona) -> None:
 @json_option
 def train_command(cfg: Config, persona, steps, model, learning_rate, as_json) -> None:
     """Finetune on the persona's dataset (run `parodybot import` first)."""
-    from bot.contract import check_persona_name
+    from core.contract import check_persona_name
     from workers.finetune import run_training
 
     check_persona_name(persona)
@@ -105,7 +105,7 @@ def train_command(cfg: Config, persona, steps, model, learning_rate, as_json) ->
 @json_option
 def generate_command(cfg: Config, persona, count, temperature, top_p, length, platforms, as_json) -> None:
     """Generate filtered candidates with the persona's model."""
-    from bot.contract import check_persona_name
+    from core.contract import check_persona_name
     from workers.generation import GenerationService
 
     check_persona_name(persona)

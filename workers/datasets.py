@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, TextIO
 
-from bot.contract import BadInput, check_persona_name
+from core.contract import BadInput, check_persona_name
 
 from workers.cleaning import CleanOptions, clean
 from workers.sources import get_source

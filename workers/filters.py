@@ -14,7 +14,7 @@ Each raw text is dropped by the first filter that rejects it, in this order
                 model began a new post without ending this one);
 ``empty``       nothing visible left;
 ``too_long``    over the limit of any of the persona's platforms
-                (``bot.textlimits.limit_for``: only the outbox means X's rule);
+                (``core.textlimits.limit_for``: only the outbox means X's rule);
 ``blocked``     contains a blocklist entry (whole word, case-insensitive,
                 NFKC- and casefold-normalised; entries in scripts written
                 without spaces match anywhere);
@@ -506,14 +506,14 @@ def filter_candidates(
     filtering more than once; ``verbatim_keys`` likewise caches
     ``{normalize(p) for p in training_posts}``).
     """
-    from bot.textlimits import limit_for
+    from core.textlimits import limit_for
 
     checker = limit_for(platforms)  # ValueError for an unknown platform
 
     def fits(text: str) -> bool:
         return all(_surely_fits(text, p) or checker_one(text, p) for p in checker.platforms)
 
-    from bot.textlimits import fits as checker_one
+    from core.textlimits import fits as checker_one
     dropped = {name: 0 for name in FILTERS}
     fates: list[str | None] = []
     kept: list[str] = []

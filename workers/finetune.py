@@ -18,7 +18,7 @@ or one whose worker died keeps its run directory, and the next
 ``run_training`` for the persona (same base model) continues from its last
 saved step.
 
-Only the standard library, ``bot.contract`` and gpt-2-simple's pure-Python
+Only the standard library, ``core.contract`` and gpt-2-simple's pure-Python
 encoder are imported here; TensorFlow lives in the child.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bot.contract import BadInput, WorkFailed, check_persona_name
+from core.contract import BadInput, WorkFailed, check_persona_name
 from workers.models import DOWNLOAD_URL, resolve_model
 from workers.tiny_model import END_TOKEN, START_TOKEN, model_info
 

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
-from bot.contract import BadInput, check_persona_name
+from core.contract import BadInput, check_persona_name
 from workers.filters import FILTERS, Blocklist, NearCopyIndex, filter_candidates, normalize
 
 DEFAULT_BATCH = 20  # the seed notebook's batch_size
@@ -184,7 +184,7 @@ class GenerationService:
     def _generate(self, persona, n, *, temperature, top_p, length, platforms, blocklist,
                   earlier_candidates, batch_size, posts_per_sample, max_samples,
                   allow_missing_dataset) -> dict:
-        from bot.textlimits import limit_for
+        from core.textlimits import limit_for
 
         t0 = time.perf_counter()
         persona = check_persona_name(persona)

@@ -13,9 +13,9 @@ import os
 import threading
 from pathlib import Path
 
-from bot import contract
-from bot.config import Config
-from bot.logs import setup_logging
+from core import contract
+from core.config import Config
+from core.logs import setup_logging
 
 log = logging.getLogger("parodybot.worker")
 

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bot.contract import BadInput
+from core.contract import BadInput
 from workers.tiny_model import MODEL_FILES, build_tiny_model, is_complete
 
 DOWNLOAD_URL = "https://openaipublic.blob.core.windows.net/gpt-2"

@@ -14,9 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-from bot import contract
-from bot.config import Config
-from bot.logs import redact
+from core import contract
+from core.config import Config
+from core.logs import redact
 
 log = logging.getLogger("parodybot.worker")
 

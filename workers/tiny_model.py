@@ -84,12 +84,12 @@ _DEFAULT_POSTS = [
 
 def default_corpus() -> list[str]:
     """The built-in corpus: short posts with English, punctuation, digits,
-    non-ASCII text and emoji, and the demo's jokes (``bot/data``, pyjokes',
+    non-ASCII text and emoji, and the demo's jokes (``core/data``, pyjokes',
     BSD-3), each wrapped the way gpt-2-simple wraps CSV rows, so the special
     markers become cheap tokens. The jokes give the vocabulary whole English
     words: on the few posts alone it stayed close to single bytes, and the
     demo's samples were misspelt fragments of words."""
-    jokes = resources.files("bot.data").joinpath("demo_corpus.csv").read_text(encoding="utf-8")
+    jokes = resources.files("core.data").joinpath("demo_corpus.csv").read_text(encoding="utf-8")
     posts = _DEFAULT_POSTS * 3 + [row[0] for row in list(csv.reader(io.StringIO(jokes)))[1:] if row]
     return [f"{START_TOKEN}{p}{END_TOKEN}\n" for p in posts]
 

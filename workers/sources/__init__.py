@@ -7,7 +7,7 @@ Mastodon.py) are imported only when their source fetches.
 """
 from __future__ import annotations
 
-from bot.contract import BadInput
+from core.contract import BadInput
 
 from .base import WORKING_SOURCES, RawPost, Source, SourceUnavailable
 

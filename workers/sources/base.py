@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
-from bot.contract import BadInput
+from core.contract import BadInput
 
 #: The sources that work today (twint is kept only for completeness).
 WORKING_SOURCES = ("csv", "archive", "x", "bluesky", "mastodon")

@@ -11,7 +11,7 @@ import re
 import time
 from pathlib import Path
 
-from bot.contract import BadInput
+from core.contract import BadInput
 
 from .base import (DEFAULT_NETWORK_LIMIT, HTTP_TIMEOUT, ClockFn, ProgressFn, RawPost, SleepFn, SourceUnavailable,
                    check_limit, iso, need_handle, report, sleep_until)

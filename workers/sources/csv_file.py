@@ -5,7 +5,7 @@ import csv
 import io
 from pathlib import Path
 
-from bot.contract import BadInput
+from core.contract import BadInput
 
 from .base import ProgressFn, RawPost, check_limit, need_file, report
 

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bot.contract import BadInput
+from core.contract import BadInput
 
 from .base import (DEFAULT_NETWORK_LIMIT, HTTP_TIMEOUT, ClockFn, ProgressFn, RawPost, SleepFn, SourceUnavailable,
                    check_limit, iso, need_handle, report, sleep_until)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.contract import BadInput
+from core.contract import BadInput
 
 from .base import WORKING_SOURCES, ProgressFn, RawPost, check_limit, need_handle, report
 

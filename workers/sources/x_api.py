@@ -17,7 +17,7 @@ import re
 import time
 from pathlib import Path
 
-from bot.contract import BadInput
+from core.contract import BadInput
 
 from .base import (HTTP_TIMEOUT, ClockFn, ProgressFn, RawPost, SleepFn, SourceUnavailable, check_limit,
                    iso, need_handle, report, sleep_until)

@@ -19,7 +19,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from bot.contract import BadInput
+from core.contract import BadInput
 
 from .base import ProgressFn, RawPost, check_limit, need_file, report
 

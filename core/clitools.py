@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from bot.config import ConfigError, load_config
-from bot.contract import BadInput, WorkFailed
+from core.config import ConfigError, load_config
+from core.contract import BadInput, WorkFailed
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,

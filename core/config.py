@@ -13,7 +13,7 @@ from typing import Any, Literal
 from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.contract import PERSONA_NAME
+from core.contract import PERSONA_NAME
 
 DATA_DIR_ENV = "PARODYBOT_DATA_DIR"
 TOKEN_ENV = "DISCORD_TOKEN"

@@ -23,7 +23,7 @@ from huey.registry import Message
 from huey.serializer import Serializer
 from huey.utils import Error
 
-# Task names (registered as ``bot.contract.<name>`` on both sides).
+# Task names (registered as ``core.contract.<name>`` on both sides).
 TRAIN = "train"
 GENERATE = "generate"
 IMPORT = "import_dataset"

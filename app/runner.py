@@ -10,8 +10,8 @@ import sys
 import threading
 import time
 
-from bot.config import Config, discord_token
-from bot.logs import setup_logging
+from core.config import Config, discord_token
+from core.logs import setup_logging
 
 log = logging.getLogger("parodybot.runner")
 
@@ -44,7 +44,7 @@ class EmbeddedWorker:
         self.thread = threading.Thread(target=self._supervise, name="embedded-worker", daemon=True)
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "bot", "worker"]
+        cmd = [sys.executable, "-m", "app", "worker"]
         if self.cfg.source:
             cmd += ["--config", str(self.cfg.source)]
         return cmd

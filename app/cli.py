@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from bot import __version__
-from bot.clitools import FriendlyGroup, config_option, emit, json_option, with_config
-from bot.config import Config, load_config
-from bot.contract import BadInput
+from core import __version__
+from core.clitools import FriendlyGroup, config_option, emit, json_option, with_config
+from core.config import Config, load_config
+from core.contract import BadInput
 from workers.cli import COMMANDS as WORKER_COMMANDS  # light: they import the worker when run
 
 
@@ -32,7 +32,7 @@ def cli() -> None:
 @with_config
 def run(cfg: Config) -> None:
     """Start the bot and an embedded worker process (the default set-up)."""
-    from bot.runner import run_all
+    from app.runner import run_all
 
     run_all(cfg)
 
@@ -41,7 +41,7 @@ def run(cfg: Config) -> None:
 @with_config
 def bot_command(cfg: Config) -> None:
     """Start only the bot (workers run elsewhere and share the queue)."""
-    from bot.runner import run_bot
+    from app.runner import run_bot
 
     run_bot(cfg)
 
@@ -59,7 +59,7 @@ def worker(cfg: Config) -> None:
 @with_config
 def demo(cfg: Config) -> None:
     """The whole loop against a local Discord stand-in: no account, token or internet."""
-    from bot.demo import run_demo
+    from app.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(cfg)))
 
@@ -128,7 +128,7 @@ async def _with_store(cfg: Config, fn):
 @json_option
 def queue_command(cfg: Config, persona: str, as_json: bool) -> None:
     """The persona's approved queue, in posting order (next first)."""
-    from bot.contract import check_persona_name
+    from core.contract import check_persona_name
 
     check_persona_name(persona)
 
@@ -152,8 +152,8 @@ def post_now_command(cfg: Config, persona: str, as_json: bool) -> None:
     """Post the persona's best approved candidate now, to every target; exit 0 when it went out everywhere.
 
     The bot delivers the log-channel line and the candidate's message edit when it next looks."""
-    from bot.contract import check_persona_name
-    from bot.logs import setup_logging
+    from core.contract import check_persona_name
+    from core.logs import setup_logging
     from bot.posting import PostingService, format_report
 
     check_persona_name(persona)

@@ -16,7 +16,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from bot.config import Config
+from core.config import Config
 
 DEMO_STEPS = 400
 DEMO_COUNT = 6
@@ -54,8 +54,8 @@ def message_text(msg: dict) -> str:
 
 async def run_demo(cfg: Config) -> int:
     from bot.client import ParodyBot
-    from bot.logs import setup_logging
-    from bot.runner import EmbeddedWorker
+    from core.logs import setup_logging
+    from app.runner import EmbeddedWorker
     from discord_standin import DiscordStandin
 
     setup_logging("WARNING")
@@ -95,7 +95,7 @@ async def run_demo(cfg: Config) -> int:
         await ix.wait_for_response(timeout=5)
         say("parodybot", message_text(ix.response))
 
-        corpus = resources.files("bot.data").joinpath("demo_corpus.csv").read_bytes()
+        corpus = resources.files("core.data").joinpath("demo_corpus.csv").read_bytes()
         say("alice", f"/train persona:jokes file:demo_corpus.csv ({len(corpus):,} bytes) steps:{DEMO_STEPS} model:tiny")
         ix = await standin.invoke(alice, "train", channel=curation,
                                   options={"persona": "jokes", "steps": DEMO_STEPS, "model": "tiny",

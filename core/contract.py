@@ -23,7 +23,10 @@ from huey.registry import Message
 from huey.serializer import Serializer
 from huey.utils import Error
 
-# Task names (registered as ``core.contract.<name>`` on both sides).
+# Task names, registered on both sides as ``bot.contract.<name>``: the name they
+# had on the wire before this module moved to core/, so that jobs queued by an
+# older version still run after an upgrade.
+WIRE_MODULE = "bot.contract"
 TRAIN = "train"
 GENERATE = "generate"
 IMPORT = "import_dataset"
@@ -138,6 +141,7 @@ def _register(huey: Huey, name: str, impl: Callable[..., Any] | None) -> None:
         return impl(payload, task.id)
 
     task.__name__ = name
+    task.__module__ = WIRE_MODULE
     huey.task(name=name, context=True)(task)
 
 
@@ -147,7 +151,7 @@ def enqueue(huey: Huey, name: str, payload: dict, task_id: str | None = None) ->
     A worker re-enqueues an interrupted job under its old id so the bot keeps
     following the same job.
     """
-    task_class = huey._registry.string_to_task(f"{__name__}.{name}")
+    task_class = huey._registry.string_to_task(f"{WIRE_MODULE}.{name}")
     task = task_class(args=(payload,), id=task_id)
     huey.enqueue(task)
     return task.id

@@ -281,7 +281,7 @@ async def play(root: Path, *, crash: bool) -> tuple[dict, dict]:
         await store.close()
         try:
             await bot.start()
-            worker = canned_worker(core.config)
+            worker = canned_worker(bot.config)
             ix = await world.standin.invoke(world.alice, "generate", channel=world.general,
                                             options={"persona": "dril", "count": len(CANDIDATES)})
             await ix.wait_for_response(timeout=5)

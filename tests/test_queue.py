@@ -24,7 +24,7 @@ def test_payloads_travel_as_json(tmp_path):
     task_id = contract.enqueue(huey, contract.GENERATE, {"persona": "dril", "count": 3})
     raw = huey.storage.dequeue()
     message = json.loads(raw)  # plain JSON text, readable by anyone
-    assert message["__message__"][1] == "core.contract.generate"
+    assert message["__message__"][1] == "bot.contract.generate"  # the wire name survives the move to core/
     assert message["__message__"][6] == {"__tuple__": [{"persona": "dril", "count": 3}]}
     assert task_id == message["__message__"][0]
 

@@ -1,8 +1,8 @@
 """The `parodybot` command line (also `python -m bot`).
 
-The worker's admin commands live in workers/cli.py and import the worker only
+The worker's admin commands live in app/worker_commands.py and import the worker only
 when they run, so `parodybot bot` never loads TensorFlow. Errors a person can
-fix print one line and exit 2, no traceback (bot/clitools.py).
+fix print one line and exit 2, no traceback (core/clitools.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from core import __version__
 from core.clitools import FriendlyGroup, config_option, emit, json_option, with_config
 from core.config import Config, load_config
 from core.contract import BadInput
-from workers.cli import COMMANDS as WORKER_COMMANDS  # light: they import the worker when run
+from app.worker_commands import COMMANDS as WORKER_COMMANDS  # light: they import the worker when run
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,15 +127,11 @@ async def _with_store(cfg: Config, fn):
 @with_config
 @json_option
 def queue_command(cfg: Config, persona: str, as_json: bool) -> None:
-    """The persona's approved queue, in posting order (next first)."""
-    from core.contract import check_persona_name
-
-    check_persona_name(persona)
+    """The persona's approved queue, in posting order (next first). PERSONA: NAME or GUILD_ID/NAME."""
+    from app.persona_ref import require_in_store
 
     async def go(store):
-        if await store.get_persona(persona) is None:
-            raise BadInput(f"there is no persona {persona!r}")
-        return await store.approved_queue(persona)
+        return await store.approved_queue((await require_in_store(store, persona))["key"])
 
     queue = asyncio.run(_with_store(cfg, go))
     items = [{"position": i, "id": c["id"], "score": c["score"], "queue_rank": c["queue_rank"], "text": c["text"],
@@ -150,17 +146,17 @@ def queue_command(cfg: Config, persona: str, as_json: bool) -> None:
 @json_option
 def post_now_command(cfg: Config, persona: str, as_json: bool) -> None:
     """Post the persona's best approved candidate now, to every target; exit 0 when it went out everywhere.
+    PERSONA: NAME or GUILD_ID/NAME.
 
     The bot delivers the log-channel line and the candidate's message edit when it next looks."""
-    from core.contract import check_persona_name
-    from core.logs import setup_logging
+    from app.persona_ref import require_in_store
     from bot.posting import PostingService, format_report
+    from core.logs import setup_logging
 
-    check_persona_name(persona)
     setup_logging("WARNING")
 
     async def go(store):
-        return await PostingService(store, cfg).run(persona, manual=True)
+        return await PostingService(store, cfg).run((await require_in_store(store, persona))["key"], manual=True)
 
     report = asyncio.run(_with_store(cfg, go))
     emit(report.to_json(), as_json, format_report(report))

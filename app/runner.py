@@ -19,7 +19,7 @@ log = logging.getLogger("parodybot.runner")
 async def serve_bot(cfg: Config, token: str) -> None:
     from bot.client import ParodyBot
 
-    bot = ParodyBot(cfg)
+    bot = await ParodyBot.create(cfg)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))

@@ -150,7 +150,7 @@ async def main_async(args) -> None:
         cfg = write_standin_config(root / "config.toml", standin, [guild.id], log_level="WARNING")
         data = root / "data"
         store = await Store.open(data / "parodybot.sqlite3")  # the persona /generate asks for
-        await store.create_persona("dril", guild_id=guild.id, curation_channel_id=curation.id)
+        await store.create_persona(guild.id, "dril", curation_channel_id=curation.id)
         await store.close()
         base_env = {k: v for k, v in os.environ.items() if k not in ("PARODYBOT_DATA_DIR", "DISCORD_TOKEN")}
         env = dict(base_env, PARODYBOT_DATA_DIR=str(data), DISCORD_TOKEN=standin.bot_token)

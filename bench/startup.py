@@ -98,10 +98,9 @@ async def one_run(cmd: list[str], env: dict) -> tuple[float, float, list[str]]:
 
 
 async def main_async(args) -> None:
-    from bot.client import ParodyBot
-    from core.config import Config
+    from bot.client import GUILD_READY_TIMEOUT
 
-    ready_timeout = ParodyBot(Config())._connection.guild_ready_timeout  # what the bot gives discord.py
+    ready_timeout = GUILD_READY_TIMEOUT  # what the bot gives discord.py
 
     standin = DiscordStandin()
     await standin.start()

@@ -108,13 +108,13 @@ async def main_async(args) -> None:
     tmp = tempfile.TemporaryDirectory(prefix="bench-votes-")
     os.environ["PARODYBOT_DATA_DIR"] = tmp.name
     cfg = Config.model_validate({"discord": standin_discord_section(standin, [guild.id])})
-    bot = ParodyBot(cfg, guild_ready_timeout=0.05)
+    bot = await ParodyBot.create(cfg, guild_ready_timeout=0.05)
     task = asyncio.create_task(bot.start(standin.bot_token))
     anchor_task = None
     try:
         await asyncio.wait_for(bot.ready_event.wait(), 20)
         rules = {} if args.decisions else {"approve_at": 10**6, "reject_at": -10**6}
-        await bot.store.create_persona("dril", guild_id=guild.id, curation_channel_id=curation.id, rules=rules)
+        await bot.services.store.create_persona(guild.id, "dril", curation_channel_id=curation.id, rules=rules)
         cog = bot.get_cog("Curation")
         texts = [j[:280] for j in joke_corpus()[: args.candidates]]
         await cog.service.add("dril", None, [(t, {}) for t in texts], await cog.rules_of_persona("dril"))
@@ -126,7 +126,7 @@ async def main_async(args) -> None:
             return msgs if ok else None
 
         msgs = await standin.wait_for(posted, 30, what="the candidates posted and pre-reacted")
-        rows = await bot.store.fetchall("SELECT id, message_id FROM candidates ORDER BY id")
+        rows = await bot.services.store.fetchall("SELECT id, message_id FROM candidates ORDER BY id")
         message_ids = [r[1] for r in rows]
         assert sorted(message_ids) == sorted(int(m["id"]) for m in msgs)
         print(f"{args.candidates} candidates posted, {args.members} members, "
@@ -140,11 +140,11 @@ async def main_async(args) -> None:
         adds = sum(1 for e in stream if e[3])
 
         async def scores() -> list[int]:
-            got = {r[0]: r[1] for r in await bot.store.fetchall("SELECT message_id, score FROM candidates")}
+            got = {r[0]: r[1] for r in await bot.services.store.fetchall("SELECT message_id, score FROM candidates")}
             return [got[mid] for mid in message_ids]
 
         async def reactions() -> set:
-            return {tuple(r) for r in await bot.store.fetchall(
+            return {tuple(r) for r in await bot.services.store.fetchall(
                 "SELECT c.message_id, r.member_id, r.emoji FROM reactions r JOIN candidates c ON c.id = r.candidate_id")}
 
         t0 = time.perf_counter()
@@ -163,7 +163,7 @@ async def main_async(args) -> None:
         row_diff = len(await reactions() ^ want_rows)
         seconds = (t_end or time.perf_counter()) - t0
         ours = args.events / seconds
-        decided = (await bot.store.fetchone("SELECT COUNT(*) FROM candidates WHERE state != 'voting'"))[0]
+        decided = (await bot.services.store.fetchone("SELECT COUNT(*) FROM candidates WHERE state != 'voting'"))[0]
         print(f"ours: {args.events} events ({adds} adds, {args.events - adds} removes), stand-in dispatched them in "
               f"{fired_at - t0:.2f} s; tallies exact after {seconds:.2f} s -> {ours:.0f} events/s; "
               f"lost {lost} (candidates whose score differs), reaction rows differing {row_diff}; "

@@ -1,6 +1,6 @@
-"""Candidates and their votes: the store side of curation (no Discord in here).
+"""Candidates and their votes (no Discord in here): CandidateService.
 
-The rules themselves are plain functions in bot/curation.py; this module
+The rules themselves are plain functions in bot/voting.py; this module
 applies them to what is stored, one candidate at a time under a lock so that
 a burst of reaction events ends with exact tallies.
 """
@@ -13,19 +13,20 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable, Mapping
 
-from bot import curation
+from bot import voting
+from core import contract
 from core.clock import iso, parse_iso, utcnow
 from core.config import CurationConfig
 from bot.store import Store
 
-log = logging.getLogger("parodybot.curation")
+log = logging.getLogger("parodybot.candidates")
 
 
 RULE_KEYS = ("approve_at", "reject_at", "window_hours", "approve_after_window_at",
              "voter_role_id", "curator_role_id", "approve_emoji", "reject_emoji")
 
 
-def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mapping[str, int] | None = None) -> curation.VoteRules:
+def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mapping[str, int] | None = None) -> voting.VoteRules:
     """The persona's vote rules: its own overrides on top of the config's defaults.
 
     Config names roles; `role_ids` (name -> id, from the guild) resolves them.
@@ -42,7 +43,7 @@ def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mappi
         "curator_role_id": role_ids.get(defaults.curator_role) if defaults.curator_role else None,
     }
     overrides = {k: v for k, v in ((persona or {}).get("rules") or {}).items() if k in RULE_KEYS}
-    return curation.VoteRules(**{**base, **overrides})
+    return voting.VoteRules(**{**base, **overrides})
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ReactionEvent:
     """One raw reaction add or remove, as Discord sent it."""
 
     message_id: int
+    guild_id: int                   # where the reaction was made: only that guild's candidates count it
     member_id: int
     emoji: str
     added: bool
@@ -58,12 +60,12 @@ class ReactionEvent:
     manage_messages: bool = False
 
 
-class Curation:
+class CandidateService:
     def __init__(self, store: Store, clock: Callable[[], dt.datetime] = utcnow):
         self.store = store
         self.clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
-        self._refs: dict[int, tuple[int, str]] = {}  # message id -> (candidate id, persona)
+        self._refs: dict[int, tuple[int, str, int]] = {}  # message id -> (candidate id, persona key, guild id)
         self._state: dict[int, dict[int, set]] = {}  # candidate id -> member -> vote emoji (the reactions table)
         self._events: asyncio.Queue[ReactionEvent] = asyncio.Queue()
 
@@ -71,19 +73,26 @@ class Curation:
         return self._locks.setdefault(candidate_id, asyncio.Lock())
 
     async def add(self, persona: str, job_id: int | None, texts: Iterable[tuple[str, dict]],
-                  rules: curation.VoteRules) -> list[dict]:
+                  rules: voting.VoteRules) -> list[dict]:
+        """Store candidates for voting (a job's only once); returns those added."""
         now = self.clock()
         ends = iso(now + dt.timedelta(hours=rules.window_hours))
-        ids = [await self.store.add_candidate(persona, job_id, text, settings, ends, created_at=iso(now))
-               for text, settings in texts]
+        ids = await self.store.add_candidates(persona, job_id, list(texts), ends, created_at=iso(now))
         return [await self.store.get_candidate(i) for i in ids]
 
-    async def _decide(self, cand: dict, state: dict[int, set], rules: curation.VoteRules,
+    async def add_from_job(self, job: dict, result: contract.GenerateResult, rules: voting.VoteRules) -> list[dict]:
+        """A finished generate job's candidates, with the settings they were sampled with."""
+        settings = {k: job["params"].get(k) for k in ("temperature", "top_p")}
+        settings["job"] = job["id"]
+        return await self.add(job["persona"], job["id"],
+                              [(c.text, dict(settings, **c.settings)) for c in result.candidates], rules)
+
+    async def _decide(self, cand: dict, state: dict[int, set], rules: voting.VoteRules,
                       forced: str | None) -> tuple[dict, bool]:
-        votes = curation.votes_from_state(state, rules)
-        net = curation.tally(votes)
+        votes = voting.votes_from_state(state, rules)
+        net = voting.tally(votes)
         await self.store.set_votes(cand["id"], votes, net)
-        new_state = curation.next_state(
+        new_state = voting.next_state(
             cand["state"], net, rules, voting_started_at=parse_iso(cand["created_at"]), now=self.clock(), forced=forced,
         )
         changed = new_state != cand["state"]
@@ -95,7 +104,7 @@ class Curation:
         """Queue one raw reaction event; called before any await, so arrival order is kept."""
         self._events.put_nowait(event)
 
-    async def consume(self, rules_of: Callable[[str], Awaitable[curation.VoteRules]],
+    async def consume(self, rules_of: Callable[[str], Awaitable[voting.VoteRules]],
                       on_applied: Callable[[dict, bool], None]) -> None:
         """Apply reaction events in arrival order, all that are waiting in one
         transaction: a burst costs a few writes, not a few per reaction.
@@ -113,28 +122,28 @@ class Curation:
                 on_applied(cand, changed)
 
     async def apply(self, events: list[ReactionEvent],
-                    rules_of: Callable[[str], Awaitable[curation.VoteRules]]) -> list[tuple[dict, bool]]:
+                    rules_of: Callable[[str], Awaitable[voting.VoteRules]]) -> list[tuple[dict, bool]]:
         """Events in arrival order -> [(candidate, state changed)], written in one transaction.
         On a removal `member_roles` is None (Discord sends no member then): a
         removal only ever undoes what was counted."""
         per_candidate: dict[int, list[tuple]] = {}
-        rules_of_candidate: dict[int, curation.VoteRules] = {}
+        rules_of_candidate: dict[int, voting.VoteRules] = {}
         for ev in events:
             ref = await self._candidate_ref(ev.message_id)
-            if ref is None:
+            if ref is None or ref[2] != ev.guild_id:
                 continue
-            cand_id, persona = ref
+            cand_id, persona, _ = ref
             rules = rules_of_candidate[cand_id] = await rules_of(persona)
             forced = None
             if ev.added and ev.emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
-                allowed = curation.may_force(ev.member_is_bot, ev.member_roles or (), rules,
+                allowed = voting.may_force(ev.member_is_bot, ev.member_roles or (), rules,
                                              manage_messages=ev.manage_messages)
-                forced = curation.forced_decision(ev.emoji, may_force=allowed, rules=rules)
+                forced = voting.forced_decision(ev.emoji, may_force=allowed, rules=rules)
                 if forced is None:
                     continue
             elif ev.emoji not in rules.vote_emojis:
                 continue
-            elif ev.added and not curation.counts(ev.member_is_bot, ev.member_roles or (), rules):
+            elif ev.added and not voting.counts(ev.member_is_bot, ev.member_roles or (), rules):
                 continue
             per_candidate.setdefault(cand_id, []).append((ev.member_id, ev.emoji, ev.added, forced))
         if not per_candidate:
@@ -156,14 +165,14 @@ class Curation:
                 new_state = cand["state"]
                 for member_id, emoji, added, forced in per_candidate[cand_id]:
                     if forced is None:
-                        curation.apply_reaction(state, member_id, emoji, added, rules)
+                        voting.apply_reaction(state, member_id, emoji, added, rules)
                         rows[(member_id, emoji)] = added
                     # Decide after every event, as if each had come alone: a threshold
                     # reached mid-batch counts, and decisions are final.
-                    new_state = curation.next_state(new_state, curation.net_score(state, rules), rules,
+                    new_state = voting.next_state(new_state, voting.net_score(state, rules), rules,
                                                     voting_started_at=started, now=now, forced=forced)
-                votes = curation.votes_from_state(state, rules)
-                net = curation.tally(votes)
+                votes = voting.votes_from_state(state, rules)
+                net = voting.tally(votes)
                 decided_at = iso(now) if new_state != cand["state"] else cand["decided_at"]
                 writes.append((cand_id, rows, votes, net, new_state, decided_at))
                 results.append((dict(cand, score=net, state=new_state, decided_at=decided_at), new_state != cand["state"]))
@@ -175,17 +184,18 @@ class Curation:
                 raise
         return results
 
-    async def _candidate_ref(self, message_id: int) -> tuple[int, str] | None:
+    async def _candidate_ref(self, message_id: int) -> tuple[int, str, int] | None:
         ref = self._refs.get(message_id)
         if ref is None:
             cand = await self.store.candidate_by_message(message_id)
-            if cand is None:
+            persona = await self.store.get_persona(cand["persona"]) if cand else None
+            if persona is None:
                 return None
-            ref = self._refs[message_id] = (cand["id"], cand["persona"])
+            ref = self._refs[message_id] = (cand["id"], cand["persona"], persona["guild_id"])
         return ref
 
     async def reconcile(self, cand: dict, read_reactions: Callable[[], Awaitable[tuple]],
-                        rules: curation.VoteRules) -> tuple[dict, bool]:
+                        rules: voting.VoteRules) -> tuple[dict, bool]:
         """Start-up: the message's reactions are the truth.
 
         `read_reactions()` returns (users by emoji, eligible(member id), forced
@@ -194,13 +204,13 @@ class Curation:
         """
         async with self.lock(cand["id"]):
             users_by_emoji, eligible, forced = await read_reactions()
-            state = curation.state_from_reactions(users_by_emoji, rules, eligible)
+            state = voting.state_from_reactions(users_by_emoji, rules, eligible)
             await self.store.replace_reactions(cand["id"], state)
             self._state[cand["id"]] = state
             cand = await self.store.get_candidate(cand["id"])
             return await self._decide(cand, state, rules, forced)
 
-    async def close_windows(self, rules_of: Callable[[dict], curation.VoteRules]) -> list[dict]:
+    async def close_windows(self, rules_of: Callable[[dict], voting.VoteRules]) -> list[dict]:
         """Decide every voting candidate whose window has ended; returns the changed ones."""
         changed = []
         for cand in await self.store.candidates(states=["voting"]):
@@ -211,14 +221,32 @@ class Curation:
                 changed.append(cand)
         return changed
 
+    async def get(self, candidate_id: int, guild_id: int | None = None) -> dict | None:
+        return await self.store.get_candidate(candidate_id, guild_id)
+
+    async def unsent(self, persona: str) -> list[dict]:
+        """The persona's candidates still voting that have no message yet."""
+        return [c for c in await self.store.candidates(persona=persona, states=["voting"]) if not c["message_id"]]
+
+    async def set_message(self, candidate_id: int, channel_id: int, message_id: int) -> None:
+        await self.store.update_candidate(candidate_id, message_id=message_id, channel_id=channel_id)
+
+    async def to_reconcile(self) -> list[dict]:
+        """Candidates whose votes still matter (voting, and approved: their score orders the queue)."""
+        return [c for c in await self.store.candidates(states=["voting", "approved"]) if c["message_id"]]
+
+    async def approved_queue(self, persona: str) -> list[dict]:
+        return await self.store.approved_queue(persona)
+
+    async def to_resolve(self, persona: str) -> list[dict]:
+        """Candidates whose posting was interrupted (failed) or is under way."""
+        return await self.store.candidates(persona=persona, states=["failed", "posting"])
+
+    async def posts_for(self, candidate_id: int) -> list[dict]:
+        return await self.store.posts_for(candidate_id)
+
     async def queue_position(self, cand: dict) -> int | None:
-        """1-based place among the persona's approved candidates (best score, then oldest)."""
+        """1-based place among the persona's approved candidates (posting order)."""
         if cand["state"] != "approved":
             return None
-        rows = await self.store.fetchall(
-            "SELECT id FROM candidates WHERE persona = ? AND state = 'approved' "
-            "ORDER BY queue_rank IS NULL, queue_rank, score DESC, id",
-            (cand["persona"],),
-        )
-        ids = [r[0] for r in rows]
-        return ids.index(cand["id"]) + 1 if cand["id"] in ids else None
+        return await self.store.queue_position(cand["id"], cand["persona"])

@@ -1,20 +1,24 @@
-"""The Discord client: discord.py's Bot with our cogs, store and queue."""
+"""The Discord client: discord.py's Bot with our cogs and the bot's services.
+
+``await ParodyBot.create(cfg)`` opens the services first (bot/services.py), so
+a cog always finds them. Every command's refusals go one way: a command
+raises ``BadInput`` (or fails the operator check) and ``ParodyTree.on_error``
+answers privately.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import discord
 import yarl
 from discord.ext import commands
 
-from core import contract
+from discord import app_commands
+
+from bot.services import Services
 from core.config import Config
-from bot.jobs import JobService
-from bot.posting import PostingService
-from bot.scheduler import PostingScheduler
-from bot.store import Store
+from core.contract import BadInput
 
 log = logging.getLogger("parodybot")
 
@@ -34,37 +38,67 @@ def point_discord_at(cfg: Config) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(cfg.discord.gateway_url)
 
 
+class ParodyTree(app_commands.CommandTree):
+    """Commands work in servers only; every refusal is one private reply."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage("parodybot's commands work in a server, not in direct messages.")
+        return True
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, (BadInput, app_commands.CheckFailure)):
+            text = str(cause)
+        else:
+            log.error("/%s failed", interaction.command.qualified_name if interaction.command else "?",
+                      exc_info=cause)
+            text = "Something went wrong on our side; it is in the bot's log. Try again in a minute."
+        await refuse(interaction, text)
+
+
+async def refuse(interaction: discord.Interaction, text: str) -> None:
+    """An ephemeral message that says what to do, whether or not the command
+    already answered. After a public defer the "thinking" message goes first,
+    so a refusal is never shown to the whole channel."""
+    text = text[:1900]
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        if interaction.extras.get("public_defer"):
+            await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not tell the member: %s", text)
+
+
 class ParodyBot(commands.Bot):
-    def __init__(self, cfg: Config, **kwargs):
+    def __init__(self, cfg: Config, services: Services, **kwargs):
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_reactions = True  # votes come from raw reaction events
         kwargs.setdefault("guild_ready_timeout", GUILD_READY_TIMEOUT)
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **kwargs)
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         tree_cls=ParodyTree, **kwargs)
         self.cfg = cfg
-        self.started_at = time.time()
-        self.store: Store | None = None
-        self.queue = None
-        self.jobs: JobService | None = None
-        self.posting: PostingService | None = None
-        self.scheduler: PostingScheduler | None = None
+        self.services = services
         self.ready_event = asyncio.Event()
+
+    @classmethod
+    async def create(cls, cfg: Config, **kwargs) -> "ParodyBot":
+        return cls(cfg, await Services.open(cfg), **kwargs)
 
     async def login(self, token: str) -> None:
         point_discord_at(self.cfg)  # before the first REST call
         await super().login(token)
 
     async def setup_hook(self) -> None:
-        self.store = await Store.open(self.cfg.db_path)
-        self.queue = await asyncio.to_thread(contract.open_queue, self.cfg.queue_url)
-        self.jobs = JobService(self.store, self.queue)
-        self.posting = PostingService(self.store, self.cfg)
-        self.scheduler = PostingScheduler(self.store, self.posting, self.cfg.posting)
         for name in COGS:
             await self.load_extension(name)
         await self.sync_commands()
         # One job per active persona; runs missed while stopped coalesce into one now.
-        await self.scheduler.start()
+        await self.services.scheduler.start()
 
     async def sync_commands(self) -> None:
         if self.cfg.discord.guild_ids:
@@ -80,10 +114,6 @@ class ParodyBot(commands.Bot):
         self.ready_event.set()
 
     async def close(self) -> None:
-        if self.scheduler is not None:
-            await self.scheduler.stop()
-            self.scheduler = None
+        await self.services.scheduler.stop()
         await super().close()
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
+        await self.services.store.close()

@@ -7,14 +7,12 @@ record in the queue, so a restarted bot simply polls again.
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 from core import contract
 from core.clock import iso, utcnow
 from bot.store import Store
-
-TASK_FOR_KIND = {"train": contract.TRAIN, "generate": contract.GENERATE, "import": contract.IMPORT}
-
 
 def now_iso() -> str:
     return iso(utcnow())
@@ -25,14 +23,14 @@ class JobService:
         self.store = store
         self.queue = queue
 
-    async def submit(self, kind: str, persona: str, params: dict, *, requested_by: int | None = None,
-                     channel_id: int | None = None, payload_extra: dict | None = None) -> dict:
-        """Record the job, then queue it. `payload_extra` (e.g. an attachment) goes to the
-        worker but is not kept in the bot's database."""
-        job_id = await self.store.create_job(kind, persona, params, requested_by, channel_id)
-        payload = dict(params, persona=persona, job_id=job_id, **(payload_extra or {}))
+    async def submit(self, kind: str, persona: dict, params: dict, build, *, requested_by: int | None = None,
+                     channel_id: int | None = None) -> dict:
+        """Record the job, then queue ``build(job_id)`` (its typed request). What
+        the request carries beyond ``params`` (an attachment) is not kept here."""
+        job_id = await self.store.create_job(kind, persona["key"], persona["guild_id"], params, requested_by, channel_id)
+        request = build(job_id)
         try:
-            queue_id = await asyncio.to_thread(contract.enqueue, self.queue, TASK_FOR_KIND[kind], payload)
+            queue_id = await asyncio.to_thread(contract.enqueue, self.queue, contract.KIND_TASK[kind], request.to_json())
         except Exception as exc:
             await self.store.update_job(job_id, state=contract.FAILED, error=f"could not queue: {exc}",
                                         finished_at=now_iso())
@@ -40,10 +38,36 @@ class JobService:
         await self.store.update_job(job_id, queue_id=queue_id)
         return await self.store.get_job(job_id)
 
-    async def cancel(self, job_id: int) -> dict:
-        job = await self.store.get_job(job_id)
+    async def train(self, persona: dict, *, source: str | None, handle: str | None, steps: int, model: str,
+                    file: tuple[str, bytes] | None = None, requested_by: int | None = None,
+                    channel_id: int | None = None) -> dict:
+        params = {"source": source, "handle": handle, "steps": steps, "model": model}
+        file_name, data = file if file else (None, None)
+        return await self.submit("train", persona, params, lambda job_id: contract.TrainRequest(
+            job_id=job_id, persona=persona["key"], steps=steps, model=model, source=source, handle=handle,
+            file_b64=base64.b64encode(data).decode("ascii") if data is not None else None, file_name=file_name,
+        ), requested_by=requested_by, channel_id=channel_id)
+
+    async def generate(self, persona: dict, *, count: int, temperature: float, top_p: float, platforms: list[str],
+                       blocklist: list[str], requested_by: int | None = None, channel_id: int | None = None) -> dict:
+        params = {"count": count, "temperature": temperature, "top_p": top_p, "platforms": platforms}
+        earlier = await self.store.recent_texts(persona["key"])
+        return await self.submit("generate", persona, params, lambda job_id: contract.GenerateRequest(
+            job_id=job_id, persona=persona["key"], count=count, temperature=temperature, top_p=top_p,
+            platforms=list(platforms), blocklist=list(blocklist), earlier_candidates=earlier,
+        ), requested_by=requested_by, channel_id=channel_id)
+
+    async def get(self, guild_id: int, job_id: int) -> dict:
+        job = await self.store.get_job(job_id, guild_id)
         if job is None:
-            raise contract.BadInput(f"there is no job #{job_id} (see /jobs)")
+            raise contract.BadInput(f"there is no job #{job_id} on this server (see /jobs)")
+        return job
+
+    async def list(self, guild_id: int, *, active_only: bool = False, limit: int = 15) -> list[dict]:
+        return await self.store.list_jobs(guild_id=guild_id, active_only=active_only, limit=limit)
+
+    async def cancel(self, guild_id: int, job_id: int) -> dict:
+        job = await self.get(guild_id, job_id)
         if job["state"] in contract.FINAL_STATES:
             raise contract.BadInput(f"job #{job_id} already ended ({job['state']})")
         await asyncio.to_thread(contract.request_cancel, self.queue, job["queue_id"])
@@ -51,6 +75,19 @@ class JobService:
             # It never started: revoked in the queue, so it is over now.
             await self.store.update_job(job_id, state=contract.CANCELLED, finished_at=now_iso())
         return await self.store.get_job(job_id)
+
+    async def set_message(self, job_id: int, message_id: int) -> None:
+        await self.store.update_job(job_id, message_id=message_id)
+
+    async def mark_delivered(self, job_id: int) -> None:
+        await self.store.update_job(job_id, delivered=1)
+
+    async def followed(self) -> list[dict]:
+        """Every guild's jobs still waiting or running (the tracker follows them all)."""
+        return await self.store.list_jobs(active_only=True, limit=100)
+
+    async def to_deliver(self) -> list[dict]:
+        return await self.store.jobs_to_deliver()
 
     async def refresh_all(self, jobs: list[dict]) -> list[tuple[dict, bool]]:
         """Pull the followed jobs' progress from the queue into the store; [(job, changed)].

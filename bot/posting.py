@@ -107,14 +107,30 @@ class RunReport:
         return asdict(self)
 
 
-def target_list(persona: dict, cfg=None) -> list[dict]:
-    """The persona's publish targets: config ``[personas.<name>] targets`` when
-    present, else the database's (``/persona configure``), else the outbox.
+def configured_targets(persona: dict, cfg, *, name_shared: bool = False) -> list[dict] | None:
+    """The persona's targets from the config, if it names them: ``[personas."GUILD_ID/NAME"]``,
+    or ``[personas.NAME]`` while only one server has a persona of that name (when two
+    have, a bare name would post one server's persona to the other's account)."""
+    sections = getattr(cfg, "personas", None) or {}
+    name = persona["name"]
+    section = sections.get(f"{persona['guild_id']}/{name}")
+    if section is None and name in sections:
+        if name_shared:
+            raise PublishConfigError(
+                f'[personas.{name}] in the config could mean the {name} of more than one server; name it '
+                f'[personas."{persona["guild_id"]}/{name}"] instead')
+        section = sections[name]
+    if section is None:
+        return None
+    return [{k: v for k, v in t.model_dump().items() if v} for t in section.targets] or None
+
+
+def target_list(persona: dict, cfg=None, *, name_shared: bool = False) -> list[dict]:
+    """The persona's publish targets: the config's (``configured_targets``) when it
+    names them, else the database's (``/persona configure``), else the outbox.
     Each gets a ``key`` unique within the persona (the ``posts.platform``)."""
     name = persona["name"]
-    configured = None
-    if cfg is not None and name in getattr(cfg, "personas", {}):
-        configured = [{k: v for k, v in t.model_dump().items() if v} for t in cfg.personas[name].targets] or None
+    configured = configured_targets(persona, cfg, name_shared=name_shared) if cfg is not None else None
     targets = [dict(t) for t in (configured or persona.get("targets") or [{"platform": "outbox"}])]
     platforms = [normalize_platform(t.get("platform")) for t in targets]
     out, keys = [], set()
@@ -127,6 +143,8 @@ def target_list(persona: dict, cfg=None) -> list[dict]:
         target["platform"] = platform
         if platform == "outbox":
             target.setdefault("persona", name)
+            if persona.get("guild_id"):
+                target.setdefault("guild_id", persona["guild_id"])
         out.append(dict(target, key=key))
     return out
 
@@ -168,8 +186,9 @@ class PostingService:
 
     @contextlib.asynccontextmanager
     async def run_lock(self, name: str):
-        """Yields True when this run holds the persona's lock, False when another run does."""
-        contract.check_persona_name(name)
+        """Yields True when this run holds the persona's lock, False when another run does.
+        ``name`` is the persona's key."""
+        contract.check_persona_key(name)
         lock = self._locks.setdefault(name, asyncio.Lock())
         if lock.locked():
             yield False
@@ -186,8 +205,9 @@ class PostingService:
 
     # --- small reads ------------------------------------------------------------
 
-    def targets(self, persona: dict) -> list[dict]:
-        return target_list(persona, self.cfg)
+    async def targets(self, persona: dict) -> list[dict]:
+        shared = len(await self.store.personas_named(persona["name"])) > 1
+        return target_list(persona, self.cfg, name_shared=shared)
 
     def timezone(self, persona: dict) -> ZoneInfo:
         name = (persona.get("schedule") or {}).get("timezone") or self.cfg.posting.timezone
@@ -196,16 +216,11 @@ class PostingService:
         except Exception:
             return ZoneInfo("UTC")
 
-    async def queue(self, name: str) -> list[dict]:
-        return await self.store.approved_queue(name)
+    async def queue(self, key: str) -> list[dict]:
+        return await self.store.approved_queue(key)
 
-    async def posted_count(self, name: str, since: dt.datetime) -> int:
-        row = await self.store.fetchone(
-            "SELECT COUNT(DISTINCT p.candidate_id) FROM posts p JOIN candidates c ON c.id = p.candidate_id "
-            "WHERE c.persona = ? AND p.state = 'posted' AND p.posted_at >= ?",
-            (name, iso(since)),
-        )
-        return int(row[0] or 0)
+    async def posted_count(self, key: str, since: dt.datetime) -> int:
+        return await self.store.posted_count(key, iso(since))
 
     async def _say(self, name: str, kind: str, text: str | None, *, candidate_id: int | None = None,
                    refresh: bool = False) -> None:
@@ -215,61 +230,57 @@ class PostingService:
         """Say ``text`` unless the same notice was the last one said."""
         if persona.get("posting_notice") == notice:
             return
-        await self.store.update_persona(persona["name"], posting_notice=notice)
-        await self._say(persona["name"], kind, text)
+        await self.store.update_persona(persona["key"], posting_notice=notice)
+        await self._say(persona["key"], kind, text)
 
     # --- crash recovery ---------------------------------------------------------
 
     async def recover_all(self) -> list[dict]:
         found = []
         for persona in await self.store.list_personas():
-            async with self.run_lock(persona["name"]) as held:
+            async with self.run_lock(persona["key"]) as held:
                 if held:
-                    found += await self._recover(persona["name"])
+                    found += await self._recover(persona)
         return found
 
-    async def _recover(self, name: str) -> list[dict]:
+    async def _recover(self, persona: dict) -> list[dict]:
         """Candidates left in ``posting`` by a run that died (call with the run lock held)."""
         found = []
-        for cand in await self.store.candidates(persona=name, states=["posting"]):
+        key, name = persona["key"], persona["name"]
+        for cand in await self.store.candidates(persona=key, states=["posting"]):
             posts = await self.store.posts_for(cand["id"])
             sending = [p for p in posts if p["state"] == "sending"]
-            async with self.store.transaction() as db:
-                if not sending:
-                    # It died after recording every answer: finish what it knew.
-                    failed = [p for p in posts if p["state"] != "posted"]
-                    state = "approved" if failed else "posted"
-                    await db.execute("UPDATE candidates SET state = ? WHERE id = ? AND state = 'posting'",
-                                     (state, cand["id"]))
-                    continue
-                platforms = ", ".join(p["platform"] for p in sending)
-                note = (f"posting was interrupted between the call to {platforms} and its record: "
-                        "not sent again; it may or may not be there")
-                await db.execute(
-                    "UPDATE posts SET state = 'unknown', error = 'interrupted: outcome unknown' "
-                    "WHERE candidate_id = ? AND state = 'sending'", (cand["id"],))
-                await db.execute("UPDATE candidates SET state = 'failed', note = ? WHERE id = ?", (note, cand["id"]))
+            if not sending:
+                # It died after recording every answer: finish what it knew.
+                failed = [p for p in posts if p["state"] != "posted"]
+                await self.store.settle_recorded(cand["id"], "approved" if failed else "posted")
+                continue
+            platforms = ", ".join(p["platform"] for p in sending)
+            note = (f"posting was interrupted between the call to {platforms} and its record: "
+                    "not sent again; it may or may not be there")
+            await self.store.mark_outcome_unknown(cand["id"], note, "interrupted: outcome unknown")
             text = (f"⚠️ **{name}**: posting candidate #{cand['id']} was interrupted (the process stopped between "
                     f"sending it to {platforms} and recording the answer). It was **not** sent again. Check "
                     f"{platforms}, then {resolve_command(cand['id'])} (only to the targets not known to be posted).")
-            await self._say(name, "interrupted", text, candidate_id=cand["id"], refresh=True)
+            await self._say(key, "interrupted", text, candidate_id=cand["id"], refresh=True)
             log.warning("persona %s: candidate #%s was left in posting by a crash; marked failed", name, cand["id"])
             found.append({"candidate_id": cand["id"], "platforms": [p["platform"] for p in sending], "note": note})
         return found
 
     # --- the run ----------------------------------------------------------------
 
-    async def run(self, name: str, *, manual: bool = False) -> RunReport:
-        """One posting run for persona ``name``."""
-        contract.check_persona_name(name)
-        persona = await self.store.get_persona(name)
+    async def run(self, key: str, *, manual: bool = False) -> RunReport:
+        """One posting run for the persona whose key is ``key``."""
+        contract.check_persona_key(key)
+        persona = await self.store.get_persona(key)
         if persona is None:
-            raise contract.BadInput(f"there is no persona {name!r}")
-        async with self.run_lock(name) as held:
+            raise contract.BadInput(f"there is no persona {contract.persona_label(key)!r}")
+        name = persona["name"]
+        async with self.run_lock(key) as held:
             if not held:
                 return RunReport(name, "busy", f"{name}: another posting run is in progress; try again in a minute")
-            recovered = await self._recover(name)
-            report = await self._run_locked(name, manual=manual)
+            recovered = await self._recover(persona)
+            report = await self._run_locked(key, manual=manual)
             report.recovered = recovered
             if recovered:
                 ids = ", ".join(f"#{r['candidate_id']}" for r in recovered)
@@ -278,14 +289,15 @@ class PostingService:
                                   + report.message)
             return report
 
-    async def _run_locked(self, name: str, *, manual: bool) -> RunReport:
-        persona = await self.store.get_persona(name)
+    async def _run_locked(self, key: str, *, manual: bool) -> RunReport:
+        persona = await self.store.get_persona(key)
+        name = persona["name"]
         if persona["state"] != "active":
             reason = persona.get("paused_reason") or "paused"
             return RunReport(name, "paused", f"{name} is paused ({reason}): `/schedule resume persona:{name}` "
                              "starts it again", paused_reason=reason)
         try:
-            targets = self.targets(persona)
+            targets = await self.targets(persona)
         except PublishConfigError as exc:
             return await self._pause(persona, f"bad publish target: {exc}", None, [])
 
@@ -295,7 +307,7 @@ class PostingService:
             await self._say_once(persona, notice, "cap", text)
             return RunReport(name, "cap", text.replace("**", ""))
 
-        claimed = await self._claim(name, targets)
+        claimed = await self._claim(key, targets)
         if claimed is None:
             await self._say_once(persona, "empty", "empty",
                                  f"📭 **{name}**: the approved queue is empty, nothing to post. Vote some candidates "
@@ -322,41 +334,24 @@ class PostingService:
         local = self.clock().astimezone(tz)
         day = local.replace(hour=0, minute=0, second=0, microsecond=0)
         month = day.replace(day=1)
-        name = persona["name"]
-        if caps.daily_cap and await self.posted_count(name, day) >= caps.daily_cap:
+        name, key = persona["name"], persona["key"]
+        if caps.daily_cap and await self.posted_count(key, day) >= caps.daily_cap:
             return (f"cap:daily:{day.date()}",
                     f"🛑 **{name}** reached its daily cap of {caps.daily_cap} post(s) for {day.date()} ({tz.key}); "
                     "runs are skipped until tomorrow (`posting.daily_cap` in the config).")
-        if caps.monthly_cap and await self.posted_count(name, month) >= caps.monthly_cap:
+        if caps.monthly_cap and await self.posted_count(key, month) >= caps.monthly_cap:
             return (f"cap:monthly:{month:%Y-%m}",
                     f"🛑 **{name}** reached its monthly cap of {caps.monthly_cap} post(s) for {month:%Y-%m} "
                     f"({tz.key}); runs are skipped until next month (`posting.monthly_cap` in the config).")
         return None
 
-    async def _claim(self, name: str, targets: list[dict]):
-        """In one transaction: the best approved candidate -> ``posting``, a ``sending``
-        row for each target it is not yet posted to. Committed before any call."""
-        now = iso(self.clock())
-        async with self.store.transaction() as db:
-            async with db.execute(
-                "SELECT id FROM candidates WHERE persona = ? AND state = 'approved' "
-                "ORDER BY queue_rank IS NULL, queue_rank, score DESC, id LIMIT 1", (name,)) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                return None
-            cid = row[0]
-            async with db.execute("SELECT * FROM posts WHERE candidate_id = ?", (cid,)) as cur:
-                existing = {r["platform"]: dict(r) for r in await cur.fetchall()}
-            already = [existing[t["key"]] for t in targets if existing.get(t["key"], {}).get("state") == "posted"]
-            todo = [t for t in targets if existing.get(t["key"], {}).get("state") != "posted"]
-            await db.execute("UPDATE candidates SET state = 'posting', note = NULL WHERE id = ?", (cid,))
-            for t in todo:
-                await db.execute(
-                    "INSERT INTO posts(candidate_id, platform, state, claimed_at) VALUES (?, ?, 'sending', ?) "
-                    "ON CONFLICT(candidate_id, platform) DO UPDATE SET state = 'sending', error = NULL, "
-                    "claimed_at = excluded.claimed_at",
-                    (cid, t["key"], now))
-        return await self.store.get_candidate(cid), todo, already
+    async def _claim(self, key: str, targets: list[dict]):
+        """The best approved candidate, claimed for ``targets`` before any call (Store.claim_next)."""
+        claimed = await self.store.claim_next(key, [t["key"] for t in targets], iso(self.clock()))
+        if claimed is None:
+            return None
+        cand, todo_keys, already = claimed
+        return cand, [t for t in targets if t["key"] in todo_keys], already
 
     async def _publish_one(self, cand: dict, target: dict, max_wait: float) -> TargetOutcome:
         key, platform = target["key"], target["platform"]
@@ -386,21 +381,15 @@ class PostingService:
             return TargetOutcome(key, platform, "unknown", error=f"unexpected {type(exc).__name__}")
         fault("after_publish")
         note = "duplicate: the platform already had it" if result.duplicate else None
-        async with self.store.transaction() as db:
-            await db.execute(
-                "UPDATE posts SET state = 'posted', remote_id = ?, url = ?, error = ?, posted_at = ? "
-                "WHERE candidate_id = ? AND platform = ?",
-                (result.remote_id or None, result.url, note, iso(self.clock()), cand["id"], key))
+        await self.store.record_posted(cand["id"], key, result.remote_id or None, result.url, note, iso(self.clock()))
         return TargetOutcome(key, platform, "posted", result.remote_id or None, result.url, result.duplicate)
 
     async def _record_failure(self, candidate_id: int, key: str, error: str) -> None:
-        async with self.store.transaction() as db:
-            await db.execute("UPDATE posts SET state = 'failed', error = ? WHERE candidate_id = ? AND platform = ?",
-                             (error[:500], candidate_id, key))
+        await self.store.record_post_failure(candidate_id, key, error)
 
     async def _finish(self, persona: dict, cand: dict, outcomes: list[TargetOutcome], retry_at: float | None,
                       pause_reason: str | None) -> RunReport:
-        name, cid = persona["name"], cand["id"]
+        name, key, cid = persona["name"], persona["key"], cand["id"]
         done = [o for o in outcomes if o.state in ("posted", "already")]
         failed = [o for o in outcomes if o.state == "failed"]
         unknown = [o for o in outcomes if o.state == "unknown"]
@@ -411,28 +400,19 @@ class PostingService:
         if unknown:
             keys = ", ".join(o.key for o in unknown)
             note = f"posting to {keys} ended in an unexpected error: it may or may not be there"
-            async with self.store.transaction() as db:
-                await db.execute("UPDATE posts SET state = 'unknown', error = 'unexpected error: outcome unknown' "
-                                 "WHERE candidate_id = ? AND state = 'sending'", (cid,))
-                await db.execute("UPDATE candidates SET state = 'failed', note = ? WHERE id = ?", (note, cid))
+            await self.store.mark_outcome_unknown(cid, note, "unexpected error: outcome unknown")
             text = (f"⚠️ **{name}**: candidate #{cid}: {note}. It will not be sent again by itself: check {keys}, then "
                     f"{resolve_command(cid)}." + (f" Posted: {where}." if done else ""))
-            await self._say(name, "interrupted", text, candidate_id=cid, refresh=True)
+            await self._say(key, "interrupted", text, candidate_id=cid, refresh=True)
             report.outcome, report.message = "interrupted", text.replace("**", "")
         elif not failed:
-            async with self.store.transaction() as db:
-                await db.execute("UPDATE candidates SET state = 'posted', note = NULL, decided_at = ? WHERE id = ?",
-                                 (iso(self.clock()), cid))
-                await db.execute("UPDATE personas SET posting_notice = NULL WHERE name = ?", (name,))
+            await self.store.finish_posted(cid, key, iso(self.clock()))
             text = f"📤 **{name}** posted #{cid} to {where}"
-            await self._say(name, "posted", text, candidate_id=cid, refresh=True)
+            await self._say(key, "posted", text, candidate_id=cid, refresh=True)
             report.message = text.replace("**", "")
         else:
             note = f"not yet posted to {', '.join(o.key for o in failed)}"
-            async with self.store.transaction() as db:
-                await db.execute("UPDATE candidates SET state = 'approved', note = ? WHERE id = ?", (note, cid))
-                if done:
-                    await db.execute("UPDATE personas SET posting_notice = NULL WHERE name = ?", (name,))
+            await self.store.requeue_unposted(cid, key, note, some_posted=bool(done))
             if done:
                 report.outcome = "partial"
                 text = (f"⚠️ **{name}** posted #{cid} to {where}, but not to {why}. It stays first in the queue; "
@@ -442,7 +422,7 @@ class PostingService:
                 text = f"⚠️ **{name}**: posting #{cid} failed ({why}). It stays in the queue (approved)."
             if retry_at:
                 text += f" Rate limited: the next try is at <t:{int(retry_at)}:f> or the next scheduled run."
-            await self._say(name, report.outcome, text, candidate_id=cid, refresh=bool(done))
+            await self._say(key, report.outcome, text, candidate_id=cid, refresh=bool(done))
             report.message = text.replace("**", "")
         if pause_reason:
             paused = await self._pause(persona, pause_reason, cid, outcomes)
@@ -454,49 +434,67 @@ class PostingService:
                      outcomes: list[TargetOutcome]) -> RunReport:
         name = persona["name"]
         reason = reason[:300]
-        await self.store.update_persona(name, state="paused", paused_reason=reason)
+        await self.store.update_persona(persona["key"], state="paused", paused_reason=reason)
         text = (f"⏸️ **{name}** is paused: {reason}. Fix the credentials (environment variables) or the target, "
                 f"then `/schedule resume persona:{name}`."
                 + (f" Candidate #{candidate_id} stays in the queue." if candidate_id else ""))
-        await self._say(name, "paused", text)
+        await self._say(persona["key"], "paused", text)
         return RunReport(name, "paused", text.replace("**", ""), candidate_id, targets=outcomes, paused_reason=reason)
+
+    # --- what runs have to say ---------------------------------------------------
+
+    async def pending_events(self) -> list[dict]:
+        """Log lines and candidate redraws not yet delivered to the frontend."""
+        return await self.store.pending_posting_events()
+
+    async def event_delivered(self, event_id: int) -> None:
+        await self.store.mark_posting_event_delivered(event_id)
+
+    async def links(self, cand: dict) -> list[str]:
+        """What the candidate's message shows of its posts (and a note)."""
+        links = post_links(await self.store.posts_for(cand["id"]))
+        if cand.get("note") and cand["state"] in ("failed", "approved", "rejected"):
+            links.append(f"note: {cand['note']}")
+        return links
 
     # --- operator actions --------------------------------------------------------
 
-    async def resolve(self, candidate_id: int, outcome: str, by: str = "an operator") -> dict:
+    async def resolve(self, candidate_id: int, outcome: str, by: str = "an operator",
+                      guild_id: int | None = None) -> dict:
         """After an interrupted run: ``posted`` (it is there) or ``requeue`` (post it
-        again to the targets not known to be posted)."""
+        again to the targets not known to be posted). With ``guild_id``, only that
+        guild's candidates."""
         if outcome not in ("posted", "requeue"):
-            raise contract.BadInput("outcome must be `posted` or `requeue`")
-        cand = await self.store.get_candidate(candidate_id)
+            raise contract.BadInput("outcome must be `posted` or `requeue`.")
+        cand = await self.store.get_candidate(candidate_id, guild_id)
         if cand is None:
-            raise contract.BadInput(f"there is no candidate #{candidate_id}")
+            raise contract.BadInput(f"there is no candidate #{candidate_id}.")
         if cand["state"] != "failed":
             raise contract.BadInput(f"candidate #{candidate_id} is {cand['state']}: only a candidate whose posting was "
-                                    "interrupted (failed) can be resolved")
-        name = cand["persona"]
-        async with self.run_lock(name) as held:
+                                    "interrupted (failed) can be resolved.")
+        key = cand["persona"]
+        name = contract.persona_label(key)
+        async with self.run_lock(key) as held:
             if not held:
-                raise contract.BadInput(f"a posting run for {name} is in progress; try again in a minute")
-            async with self.store.transaction() as db:
-                if outcome == "posted":
-                    await db.execute(
-                        "UPDATE posts SET state = 'posted', error = ?, posted_at = ? "
-                        "WHERE candidate_id = ? AND state IN ('unknown', 'sending')",
-                        (f"marked posted by {by}", iso(self.clock()), candidate_id))
-                    await db.execute("UPDATE candidates SET state = 'posted', note = ? WHERE id = ?",
-                                     (f"marked posted by {by}", candidate_id))
-                else:
-                    await db.execute(
-                        "UPDATE posts SET state = 'failed', error = ? "
-                        "WHERE candidate_id = ? AND state IN ('unknown', 'sending')",
-                        (f"requeued by {by} (outcome was unknown)", candidate_id))
-                    await db.execute("UPDATE candidates SET state = 'approved', note = ? WHERE id = ?",
-                                     (f"requeued by {by}", candidate_id))
+                raise contract.BadInput(f"a posting run for {name} is in progress; try again in a minute.")
+            await self.store.resolve_interrupted(candidate_id, outcome, by, iso(self.clock()))
         what = "marked posted" if outcome == "posted" else "back in the queue (only for the targets not known posted)"
-        await self._say(name, "resolved", f"✅ **{name}**: candidate #{candidate_id} {what} by {by}.",
+        await self._say(key, "resolved", f"✅ **{name}**: candidate #{candidate_id} {what} by {by}.",
                         candidate_id=candidate_id, refresh=True)
         return await self.store.get_candidate(candidate_id)
+
+    async def edit_queue(self, persona: dict, candidate_id: int, action: str, by: str = "an operator") -> dict:
+        """``remove`` the persona's approved candidate from the queue, or move it to the ``top``.
+        Another persona's candidate is not found."""
+        name = persona["name"]
+        cand = await self.store.get_candidate(candidate_id)
+        if cand is None or cand["persona"] != persona["key"]:
+            raise contract.BadInput(f"**{name}** has no candidate #{candidate_id}: "
+                                    f"`/queue show persona:{name}` lists them.")
+        try:
+            return await (self.remove(candidate_id, by=by) if action == "remove" else self.top(candidate_id))
+        except contract.BadInput as exc:
+            raise contract.BadInput(f"{exc}. `/queue show persona:{name}` lists the queue.") from None
 
     async def remove(self, candidate_id: int, by: str = "an operator") -> dict:
         cand = await self._approved(candidate_id)
@@ -506,10 +504,7 @@ class PostingService:
 
     async def top(self, candidate_id: int) -> dict:
         cand = await self._approved(candidate_id)
-        row = await self.store.fetchone(
-            "SELECT MIN(queue_rank) FROM candidates WHERE persona = ? AND state = 'approved'", (cand["persona"],))
-        rank = (row[0] if row and row[0] is not None else 0.0) - 1.0
-        await self.store.update_candidate(candidate_id, queue_rank=rank)
+        await self.store.move_to_top(candidate_id, cand["persona"])
         return await self.store.get_candidate(candidate_id)
 
     async def _approved(self, candidate_id: int) -> dict:

@@ -326,7 +326,7 @@ class PostingScheduler:
             return
         personas = await self.store.list_personas() if name is None else \
             [p for p in [await self.store.get_persona(name)] if p]
-        seen = {p["name"] for p in personas}
+        seen = {p["key"] for p in personas}
         if name is None:
             for gone in set(self._signatures) - seen:
                 self._remove(gone)
@@ -334,7 +334,7 @@ class PostingScheduler:
             self._remove(name)
         now = self.clock()
         for persona in personas:
-            pname = persona["name"]
+            pname = persona["key"]
             if persona["state"] != "active":
                 await self._drop(persona)
                 continue
@@ -377,9 +377,9 @@ class PostingScheduler:
 
     async def _drop(self, persona: dict) -> None:
         """No jobs for this persona (paused, or a bad schedule), and no pending retry."""
-        self._remove(persona["name"])
+        self._remove(persona["key"])
         if persona.get("retry_at"):
-            await self.store.set_retry_at(persona["name"], None)
+            await self.store.set_retry_at(persona["key"], None)
 
     def _spawn(self, name: str, kind: str) -> asyncio.Task:
         task = asyncio.create_task(self._fire(name, kind))

@@ -1,11 +1,21 @@
-"""What the slash commands and the admin CLI both call: one place for each action."""
+"""The bot's services in one place: what the slash commands and the admin CLI
+call. ``Services.open(cfg)`` builds them all, so none is ever missing; no
+Discord type enters any of them (a second chat frontend can use the same).
+"""
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 
-from core import __version__, contract
+from bot.candidates import CandidateService
+from bot.jobs import JobService
+from bot.personas import PersonaService
+from bot.posting import PostingService
+from bot.scheduler import PostingScheduler
 from bot.store import Store
+from core import __version__, contract
+from core.config import Config
 
 HEARTBEAT_FRESH_S = 20  # the worker beats every 5 s
 
@@ -43,3 +53,57 @@ async def status(store: Store, queue, started_at: float) -> dict:
         "worker": worker,
         "queue": {"waiting": waiting},
     }
+
+
+async def stats(store: Store, personas: list[dict]) -> dict:
+    """/stats over the given personas (one guild's, or one of them): candidates
+    by state, votes, voters, approval rate of what was decided, the best liked."""
+    s = await store.candidate_stats([p["key"] for p in personas])
+    by_state = s["candidates"]
+    decided = sum(by_state[k] for k in ("approved", "rejected", "expired", "posting", "posted", "failed"))
+    liked = sum(by_state[k] for k in ("approved", "posting", "posted", "failed"))
+    names = {p["key"]: p["name"] for p in personas}
+    return {
+        "candidates": by_state,
+        "votes": s["votes"], "voters": s["voters"],
+        "approval_rate": (liked / decided) if decided else None,
+        "top": [{"id": t["id"], "persona": names.get(t["persona"], t["persona"]), "score": t["score"],
+                 "text": t["text"]} for t in s["top"]],
+    }
+
+
+@dataclass
+class Services:
+    cfg: Config
+    store: Store
+    queue: object            # the Huey queue (core.contract.open_queue)
+    personas: PersonaService
+    jobs: JobService
+    candidates: CandidateService
+    posting: PostingService
+    scheduler: PostingScheduler
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    async def open(cls, cfg: Config) -> "Services":
+        store = await Store.open(cfg.db_path)
+        try:
+            queue = await asyncio.to_thread(contract.open_queue, cfg.queue_url)
+        except BaseException:
+            await store.close()
+            raise
+        posting = PostingService(store, cfg)
+        scheduler = PostingScheduler(store, posting, cfg.posting)
+        return cls(cfg, store, queue, PersonaService(store, cfg, scheduler), JobService(store, queue),
+                   CandidateService(store), posting, scheduler)
+
+    async def close(self) -> None:
+        await self.scheduler.stop()
+        await self.store.close()
+
+    async def status(self) -> dict:
+        return await status(self.store, self.queue, self.started_at)
+
+    async def stats(self, guild_id: int, persona: str | None = None) -> dict:
+        chosen = [await self.personas.get(guild_id, persona)] if persona else await self.personas.list(guild_id)
+        return await stats(self.store, chosen)

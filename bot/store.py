@@ -1,4 +1,9 @@
-"""The bot's state: one SQLite file through aiosqlite, WAL, numbered migrations."""
+"""The bot's state: one SQLite file through aiosqlite, WAL, numbered migrations.
+
+All of the bot's SQL lives in this module: the services and the cogs call
+its named methods. A persona is addressed by its ``key`` (see
+core.contract.persona_key); a guild's persona by ``(guild_id, name)``.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +15,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import aiosqlite
+
+from core.contract import persona_key
+
+#: The one definition of the posting order: "move to top" first, then the
+#: highest net score, then the oldest.
+POSTING_ORDER = "queue_rank IS NULL, queue_rank, score DESC, id"
+
+CANDIDATE_STATES = ("voting", "approved", "rejected", "expired", "posting", "posted", "failed")
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -44,25 +59,34 @@ class Store:
     async def open(cls, path: Path) -> "Store":
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
-        db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL keeps every commit through a process crash (only a
-        # power cut can lose the last ones) and saves an fsync per commit.
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
-        store = cls(db, path)
-        await store.migrate()
+        try:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL keeps every commit through a process crash (only a
+            # power cut can lose the last ones) and saves an fsync per commit.
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            store = cls(db, path)
+            await store.migrate()
+            await db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            await db.close()  # an open connection's thread would keep the process alive
+            raise
         return store
 
     async def close(self) -> None:
         await self.db.close()
 
     async def migrate(self) -> list[str]:
-        """Apply the migrations not yet applied, each in its own transaction."""
+        """Apply the migrations not yet applied, each in its own transaction.
+
+        Foreign keys are off meanwhile (SQLite's procedure for rebuilding a
+        table: with them on, dropping a parent table deletes its children)
+        and checked once all are applied."""
+        await self.db.execute("PRAGMA foreign_keys=OFF")
         await self.db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+            f" applied_at TEXT NOT NULL DEFAULT ({_NOW}))"
         )
         done = {r[0] for r in await self.fetchall("SELECT version FROM schema_migrations")}
         applied = []
@@ -75,9 +99,13 @@ class Store:
                     f"BEGIN;\n{sql}\nINSERT INTO schema_migrations(version, name) VALUES ({number}, '{name}');\nCOMMIT;"
                 )
             except sqlite3.Error:
-                await self.db.execute("ROLLBACK") if self.db.in_transaction else None
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
                 raise
             applied.append(name)
+        broken = await self.fetchall("PRAGMA foreign_key_check")
+        if broken:
+            raise sqlite3.IntegrityError(f"foreign keys broken after migrating: {[tuple(r) for r in broken][:5]}")
         return applied
 
     async def schema_version(self) -> int:
@@ -94,7 +122,8 @@ class Store:
             return False, 0
         return version > 0, version
 
-    # --- small helpers -----------------------------------------------------
+    # --- raw helpers: for the methods below, tests and one-off tools; the bot
+    # and the worker call the named methods (tests/test_layout.py checks) --
 
     # One trip to aiosqlite's thread per query (a cursor's execute, fetch and
     # close are three): under 100 concurrent commands that is most of the wait.
@@ -122,51 +151,78 @@ class Store:
 
     # --- personas ----------------------------------------------------------
 
-    async def get_persona(self, name: str) -> dict | None:
-        row = await self.fetchone("SELECT * FROM personas WHERE name = ?", (name,))
+    async def get_persona(self, key: str) -> dict | None:
+        row = await self.fetchone("SELECT * FROM personas WHERE key = ?", (key,))
         return _persona(row) if row else None
 
+    async def find_persona(self, guild_id: int, name: str) -> dict | None:
+        """The guild's persona called ``name``; another guild's is never found."""
+        row = await self.fetchone("SELECT * FROM personas WHERE guild_id = ? AND name = ?", (guild_id, name))
+        return _persona(row) if row else None
+
+    async def personas_named(self, name: str) -> list[dict]:
+        """Every guild's persona called ``name`` (the CLI resolves NAME with it)."""
+        return [_persona(r) for r in await self.fetchall("SELECT * FROM personas WHERE name = ? ORDER BY guild_id", (name,))]
+
     async def list_personas(self, guild_id: int | None = None) -> list[dict]:
+        """The guild's personas, or (guild_id None: the scheduler, start-up) every guild's."""
         if guild_id is None:
-            rows = await self.fetchall("SELECT * FROM personas ORDER BY name")
+            rows = await self.fetchall("SELECT * FROM personas ORDER BY guild_id, name")
         else:
             rows = await self.fetchall("SELECT * FROM personas WHERE guild_id = ? ORDER BY name", (guild_id,))
         return [_persona(r) for r in rows]
 
-    async def create_persona(self, name: str, **fields: Any) -> dict:
+    async def create_persona(self, guild_id: int, name: str, **fields: Any) -> dict:
+        key = persona_key(guild_id, name)
         fields = _json_fields(fields)
-        cols = ["name", *fields]
+        cols = ["key", "name", "guild_id", *fields]
         await self.execute(
             f"INSERT INTO personas({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            (name, *fields.values()),
+            (key, name, guild_id, *fields.values()),
         )
-        return await self.get_persona(name)
+        return await self.get_persona(key)
 
-    async def update_persona(self, name: str, **fields: Any) -> dict:
+    async def update_persona(self, key: str, **fields: Any) -> dict | None:
         fields = _json_fields(fields)
         if fields:
             sets = ", ".join(f"{k} = ?" for k in fields)
-            await self.execute(f"UPDATE personas SET {sets} WHERE name = ?", (*fields.values(), name))
-        return await self.get_persona(name)
+            await self.execute(f"UPDATE personas SET {sets} WHERE key = ?", (*fields.values(), key))
+        return await self.get_persona(key)
 
-    async def delete_persona(self, name: str) -> None:
-        await self.execute("DELETE FROM personas WHERE name = ?", (name,))
+    async def delete_persona(self, key: str) -> None:
+        """The persona and its candidates, except those posted or being posted
+        (the record of what went out stays)."""
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM candidates WHERE persona = ? AND state NOT IN ('posting', 'posted')", (key,))
+            await db.execute("DELETE FROM personas WHERE key = ?", (key,))
+
+    async def set_retry_at(self, key: str, when: str | None) -> None:
+        """The persona's pending posting retry (UTC ISO), or none; writes only on a change."""
+        await self.execute("UPDATE personas SET retry_at = ? WHERE key = ? AND retry_at IS NOT ?", (when, key, when))
 
     # --- jobs --------------------------------------------------------------
 
-    async def create_job(self, kind: str, persona: str, params: dict, requested_by: int | None,
+    async def create_job(self, kind: str, persona: str, guild_id: int, params: dict, requested_by: int | None,
                          channel_id: int | None = None) -> int:
         return await self.execute(
-            "INSERT INTO jobs(kind, persona, params, requested_by, channel_id) VALUES (?, ?, ?, ?, ?)",
-            (kind, persona, json.dumps(params), requested_by, channel_id),
+            "INSERT INTO jobs(kind, persona, guild_id, params, requested_by, channel_id) VALUES (?, ?, ?, ?, ?, ?)",
+            (kind, persona, guild_id, json.dumps(params), requested_by, channel_id),
         )
 
-    async def get_job(self, job_id: int) -> dict | None:
-        row = await self.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+    async def get_job(self, job_id: int, guild_id: int | None = None) -> dict | None:
+        """The job; with ``guild_id``, only when it was asked in that guild."""
+        if guild_id is None:
+            row = await self.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        else:
+            row = await self.fetchone("SELECT * FROM jobs WHERE id = ? AND guild_id = ?", (job_id, guild_id))
         return _job(row) if row else None
 
-    async def list_jobs(self, *, active_only: bool = False, limit: int = 20, persona: str | None = None) -> list[dict]:
+    async def list_jobs(self, *, guild_id: int | None = None, active_only: bool = False, limit: int = 20,
+                        persona: str | None = None) -> list[dict]:
         where, params = [], []
+        if guild_id is not None:
+            where.append("guild_id = ?")
+            params.append(guild_id)
         if active_only:
             where.append("state IN ('queued', 'running')")
         if persona:
@@ -176,12 +232,44 @@ class Store:
         rows = await self.fetchall(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
         return [_job(r) for r in rows]
 
+    async def active_job(self, persona: str, kind: str) -> dict | None:
+        row = await self.fetchone("SELECT * FROM jobs WHERE persona = ? AND kind = ? AND state IN ('queued', 'running') "
+                              "ORDER BY id LIMIT 1", (persona, kind))
+        return _job(row) if row else None
+
     async def update_job(self, job_id: int, **fields: Any) -> None:
         fields = _json_fields(fields, ("params", "progress", "result"))
         sets = ", ".join(f"{k} = ?" for k in fields)
         await self.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
 
+    async def jobs_to_deliver(self, grace_s: int = 30) -> list[dict]:
+        """Ended jobs whose outcome is not delivered yet. One that ended before its
+        command stored the message id waits ``grace_s`` for it."""
+        rows = await self.fetchall(
+            "SELECT * FROM jobs WHERE state IN ('done', 'failed', 'cancelled') AND delivered = 0"
+            f" AND (message_id IS NOT NULL OR channel_id IS NULL OR finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
+            " ORDER BY id", (f"-{int(grace_s)} seconds",))
+        return [_job(r) for r in rows]
+
     # --- candidates and votes ---------------------------------------------
+
+    async def add_candidates(self, persona: str, job_id: int | None, items: Iterable[tuple[str, dict]],
+                             voting_ends_at: str, created_at: str) -> list[int]:
+        """Store candidates for voting in one transaction. A job's candidates are
+        stored once: a second call for the same job adds nothing."""
+        ids = []
+        async with self.transaction() as db:
+            if job_id is not None:
+                async with db.execute("SELECT 1 FROM candidates WHERE job_id = ? LIMIT 1", (job_id,)) as cur:
+                    if await cur.fetchone():
+                        return []
+            for text, settings in items:
+                async with db.execute(
+                    "INSERT INTO candidates(persona, job_id, text, settings, voting_ends_at, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (persona, job_id, text, json.dumps(settings), voting_ends_at, created_at)) as cur:
+                    ids.append(cur.lastrowid)
+        return ids
 
     async def add_candidate(self, persona: str, job_id: int | None, text: str, settings: dict,
                             voting_ends_at: str, created_at: str) -> int:
@@ -190,8 +278,14 @@ class Store:
             (persona, job_id, text, json.dumps(settings), voting_ends_at, created_at),
         )
 
-    async def get_candidate(self, candidate_id: int) -> dict | None:
-        row = await self.fetchone("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
+    async def get_candidate(self, candidate_id: int, guild_id: int | None = None) -> dict | None:
+        """The candidate; with ``guild_id``, only when its persona is that guild's."""
+        if guild_id is None:
+            row = await self.fetchone("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
+        else:
+            row = await self.fetchone(
+                "SELECT c.* FROM candidates c JOIN personas p ON p.key = c.persona WHERE c.id = ? AND p.guild_id = ?",
+                (candidate_id, guild_id))
         return _candidate(row) if row else None
 
     async def candidate_by_message(self, message_id: int) -> dict | None:
@@ -210,6 +304,11 @@ class Store:
             params += states
         sql = "SELECT * FROM candidates" + (" WHERE " + " AND ".join(where) if where else "")
         return [_candidate(r) for r in await self.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))]
+
+    async def recent_texts(self, persona: str, limit: int = 5000) -> list[str]:
+        """The persona's latest candidate texts (generation drops repeats of them)."""
+        rows = await self.fetchall("SELECT text FROM candidates WHERE persona = ? ORDER BY id DESC LIMIT ?", (persona, limit))
+        return [r[0] for r in rows]
 
     async def update_candidate(self, candidate_id: int, **fields: Any) -> None:
         fields = _json_fields(fields, ("settings", "flags"))
@@ -258,44 +357,142 @@ class Store:
             )
             await db.execute("UPDATE candidates SET score = ? WHERE id = ?", (score, candidate_id))
 
+    async def candidate_stats(self, personas: list[str]) -> dict:
+        """Counts for /stats over the given personas: candidates by state, votes,
+        voters, and the three best liked."""
+        marks = ", ".join("?" * len(personas)) or "NULL"
+        by_state = {s: 0 for s in CANDIDATE_STATES}
+        for state, n in await self.fetchall(
+                f"SELECT state, COUNT(*) FROM candidates WHERE persona IN ({marks}) GROUP BY state", personas):
+            by_state[state] = n
+        votes = await self.fetchone(
+            "SELECT COUNT(*), COUNT(DISTINCT member_id) FROM votes WHERE candidate_id IN "
+            f"(SELECT id FROM candidates WHERE persona IN ({marks}))", personas)
+        top = await self.fetchall(
+            f"SELECT id, persona, score, text FROM candidates WHERE persona IN ({marks}) ORDER BY score DESC, id LIMIT 3",
+            personas)
+        return {"candidates": by_state, "votes": votes[0], "voters": votes[1], "top": [dict(r) for r in top]}
 
-    # --- posting ---------------------------------------------------------
+    # --- the posting queue ---------------------------------------------------
 
     async def approved_queue(self, persona: str) -> list[dict]:
-        """The persona's approved candidates in posting order: queue_rank first
-        ("move to top"), then highest net score, then oldest."""
+        """The persona's approved candidates in posting order."""
         rows = await self.fetchall(
-            "SELECT * FROM candidates WHERE persona = ? AND state = 'approved' "
-            "ORDER BY queue_rank IS NULL, queue_rank, score DESC, id",
-            (persona,),
-        )
+            f"SELECT * FROM candidates WHERE persona = ? AND state = 'approved' ORDER BY {POSTING_ORDER}", (persona,))
         return [_candidate(r) for r in rows]
 
-    async def set_retry_at(self, persona: str, when: str | None) -> None:
-        """The persona's pending posting retry (UTC ISO), or none; writes only on a change."""
-        await self.execute("UPDATE personas SET retry_at = ? WHERE name = ? AND retry_at IS NOT ?",
-                           (when, persona, when))
+    async def queue_position(self, candidate_id: int, persona: str) -> int | None:
+        """1-based place of an approved candidate in its persona's posting order."""
+        row = await self.fetchone(
+            f"SELECT pos FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY {POSTING_ORDER}) AS pos FROM candidates"
+            " WHERE persona = ? AND state = 'approved') WHERE id = ?", (persona, candidate_id))
+        return int(row[0]) if row else None
+
+    async def move_to_top(self, candidate_id: int, persona: str) -> None:
+        """Ahead of every other approved candidate of the persona."""
+        await self.execute(
+            "UPDATE candidates SET queue_rank = COALESCE((SELECT MIN(queue_rank) FROM candidates"
+            " WHERE persona = ? AND state = 'approved'), 0.0) - 1.0 WHERE id = ?", (persona, candidate_id))
+
+    # --- posting ---------------------------------------------------------------
 
     async def posts_for(self, candidate_id: int) -> list[dict]:
         return [dict(r) for r in await self.fetchall("SELECT * FROM posts WHERE candidate_id = ? ORDER BY id", (candidate_id,))]
 
+    async def posted_count(self, persona: str, since: str) -> int:
+        """Candidates of the persona posted (anywhere) at or after ``since`` (UTC ISO)."""
+        row = await self.fetchone(
+            "SELECT COUNT(DISTINCT p.candidate_id) FROM posts p JOIN candidates c ON c.id = p.candidate_id "
+            "WHERE c.persona = ? AND p.state = 'posted' AND p.posted_at >= ?", (persona, since))
+        return int(row[0] or 0)
+
+    async def claim_next(self, persona: str, target_keys: list[str], now: str):
+        """In one transaction: the first approved candidate -> ``posting``, a
+        ``sending`` row for each target it is not yet posted to. Committed before
+        any publisher is called. (candidate, keys to post to, posts already
+        made), or None when the queue is empty."""
+        async with self.transaction() as db:
+            async with db.execute(f"SELECT id FROM candidates WHERE persona = ? AND state = 'approved' "
+                                  f"ORDER BY {POSTING_ORDER} LIMIT 1", (persona,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            cid = row[0]
+            async with db.execute("SELECT * FROM posts WHERE candidate_id = ?", (cid,)) as cur:
+                existing = {r["platform"]: dict(r) for r in await cur.fetchall()}
+            already = [existing[k] for k in target_keys if existing.get(k, {}).get("state") == "posted"]
+            todo = [k for k in target_keys if existing.get(k, {}).get("state") != "posted"]
+            await db.execute("UPDATE candidates SET state = 'posting', note = NULL WHERE id = ?", (cid,))
+            for key in todo:
+                await db.execute(
+                    "INSERT INTO posts(candidate_id, platform, state, claimed_at) VALUES (?, ?, 'sending', ?) "
+                    "ON CONFLICT(candidate_id, platform) DO UPDATE SET state = 'sending', error = NULL, "
+                    "claimed_at = excluded.claimed_at", (cid, key, now))
+        return await self.get_candidate(cid), todo, already
+
+    async def record_posted(self, candidate_id: int, target: str, remote_id: str | None, url: str | None,
+                            note: str | None, at: str) -> None:
+        await self.execute("UPDATE posts SET state = 'posted', remote_id = ?, url = ?, error = ?, posted_at = ? "
+                        "WHERE candidate_id = ? AND platform = ?", (remote_id, url, note, at, candidate_id, target))
+
+    async def record_post_failure(self, candidate_id: int, target: str, error: str) -> None:
+        await self.execute("UPDATE posts SET state = 'failed', error = ? WHERE candidate_id = ? AND platform = ?",
+                        (error[:500], candidate_id, target))
+
+    async def mark_outcome_unknown(self, candidate_id: int, note: str, error: str) -> None:
+        """Targets still ``sending`` may or may not have it: ``unknown``, and the
+        candidate ``failed`` with ``note`` until an operator resolves it."""
+        async with self.transaction() as db:
+            await db.execute("UPDATE posts SET state = 'unknown', error = ? WHERE candidate_id = ? AND state = 'sending'",
+                             (error, candidate_id))
+            await db.execute("UPDATE candidates SET state = 'failed', note = ? WHERE id = ?", (note, candidate_id))
+
+    async def settle_recorded(self, candidate_id: int, state: str) -> None:
+        """A run died after recording every answer: ``posting`` -> ``state``."""
+        await self.execute("UPDATE candidates SET state = ? WHERE id = ? AND state = 'posting'", (state, candidate_id))
+
+    async def finish_posted(self, candidate_id: int, persona: str, at: str) -> None:
+        async with self.transaction() as db:
+            await db.execute("UPDATE candidates SET state = 'posted', note = NULL, decided_at = ? WHERE id = ?",
+                             (at, candidate_id))
+            await db.execute("UPDATE personas SET posting_notice = NULL WHERE key = ?", (persona,))
+
+    async def requeue_unposted(self, candidate_id: int, persona: str, note: str, *, some_posted: bool) -> None:
+        """Back to ``approved`` (first in the queue) after targets failed."""
+        async with self.transaction() as db:
+            await db.execute("UPDATE candidates SET state = 'approved', note = ? WHERE id = ?", (note, candidate_id))
+            if some_posted:
+                await db.execute("UPDATE personas SET posting_notice = NULL WHERE key = ?", (persona,))
+
+    async def resolve_interrupted(self, candidate_id: int, outcome: str, by: str, at: str) -> None:
+        """``posted``: the unknown targets have it; ``requeue``: post to them again."""
+        async with self.transaction() as db:
+            if outcome == "posted":
+                await db.execute("UPDATE posts SET state = 'posted', error = ?, posted_at = ? "
+                                 "WHERE candidate_id = ? AND state IN ('unknown', 'sending')",
+                                 (f"marked posted by {by}", at, candidate_id))
+                await db.execute("UPDATE candidates SET state = 'posted', note = ? WHERE id = ?",
+                                 (f"marked posted by {by}", candidate_id))
+            else:
+                await db.execute("UPDATE posts SET state = 'failed', error = ? "
+                                 "WHERE candidate_id = ? AND state IN ('unknown', 'sending')",
+                                 (f"requeued by {by} (outcome was unknown)", candidate_id))
+                await db.execute("UPDATE candidates SET state = 'approved', note = ? WHERE id = ?",
+                                 (f"requeued by {by}", candidate_id))
 
     async def add_posting_event(self, persona: str, kind: str, text: str | None = None, *,
-                                 candidate_id: int | None = None, refresh: bool = False) -> int:
+                                candidate_id: int | None = None, refresh: bool = False) -> int:
         return await self.execute(
             "INSERT INTO posting_events(persona, candidate_id, kind, text, refresh) VALUES (?, ?, ?, ?, ?)",
             (persona, candidate_id, kind, text, int(refresh)),
         )
 
-
     async def pending_posting_events(self, limit: int = 100) -> list[dict]:
         rows = await self.fetchall("SELECT * FROM posting_events WHERE delivered_at IS NULL ORDER BY id LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 
-
     async def mark_posting_event_delivered(self, event_id: int) -> None:
-        await self.execute("UPDATE posting_events SET delivered_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
-                           (event_id,))
+        await self.execute(f"UPDATE posting_events SET delivered_at = {_NOW} WHERE id = ?", (event_id,))
 
 
 def _json_fields(fields: dict, names: Iterable[str] = ("sources", "rules", "schedule", "targets")) -> dict:

@@ -1,10 +1,16 @@
-"""What every cog shares: permission checks, refusals, autocomplete, small renderers."""
+"""What every cog shares: the operator check, the guild's persona, autocomplete,
+small renderers. Refusals are raised (BadInput, a failed check) and answered
+privately in one place: bot.client.ParodyTree.on_error."""
 from __future__ import annotations
 
 import discord
 from discord import app_commands
 
 from core import contract
+
+
+class NotOperator(app_commands.CheckFailure):
+    """The member may not change things; the message says who can."""
 
 
 def is_operator(interaction: discord.Interaction) -> bool:
@@ -17,52 +23,51 @@ def is_operator(interaction: discord.Interaction) -> bool:
     return any(r.name == role_name for r in roles)
 
 
-async def refuse(interaction: discord.Interaction, text: str) -> None:
-    """An ephemeral message that says what to do, whether or not we already deferred."""
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True)
-    else:
-        await interaction.response.send_message(text, ephemeral=True)
-
-
-async def require_operator(interaction: discord.Interaction) -> bool:
+def _operator_check(interaction: discord.Interaction) -> bool:
     if is_operator(interaction):
         return True
     role = interaction.client.cfg.discord.operator_role
-    await refuse(interaction, f"You need the **{role}** role (or Manage Server) to do that. Ask a server admin to give it to you.")
-    return False
+    raise NotOperator(f"You need the **{role}** role (or Manage Server) to do that. Ask a server admin to give it to you.")
 
 
-async def require_persona(interaction: discord.Interaction, name: str) -> dict | None:
-    try:
-        contract.check_persona_name(name)
-    except contract.BadInput as exc:
-        await refuse(interaction, str(exc))
-        return None
-    persona = await interaction.client.store.get_persona(name)
-    if persona is None:
-        await refuse(interaction, f"There is no persona **{name}**. `/persona list` shows them; `/train` creates one.")
-    return persona
+#: Decorator for every command that changes something.
+operator_only = app_commands.check(_operator_check)
 
 
-async def operator_persona(interaction: discord.Interaction, name: str) -> dict | None:
-    """The persona a mutating command acts on, or None after telling the member why not."""
-    if not await require_operator(interaction):
-        return None
-    return await require_persona(interaction, name)
+def services(interaction: discord.Interaction):
+    return interaction.client.services
+
+
+async def guild_persona(interaction: discord.Interaction, name: str) -> dict:
+    """The invoking guild's persona ``name``; another guild's is "not found"."""
+    return await services(interaction).personas.get(interaction.guild_id, name)
+
+
+async def defer_public(interaction: discord.Interaction) -> None:
+    """Defer with a public "thinking" message; a later refusal removes it first."""
+    interaction.extras["public_defer"] = True
+    await interaction.response.defer(thinking=True)
+
+
+def role_ids(guild: discord.Guild | None) -> dict[str, int]:
+    return {r.name: r.id for r in guild.roles} if guild else {}
 
 
 async def persona_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    personas = await interaction.client.store.list_personas(interaction.guild_id)
+    if interaction.guild_id is None:
+        return []
+    personas = await services(interaction).personas.list(interaction.guild_id)
     current = current.lower()
     return [app_commands.Choice(name=p["name"], value=p["name"]) for p in personas if current in p["name"]][:25]
 
 
 async def job_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[int]]:
-    jobs = await interaction.client.store.list_jobs(active_only=True, limit=25)
+    if interaction.guild_id is None:
+        return []
+    jobs = await services(interaction).jobs.list(interaction.guild_id, active_only=True, limit=25)
     out = []
     for job in jobs:
-        label = f"#{job['id']} {job['kind']} {job['persona']} ({job['state']})"
+        label = f"#{job['id']} {job['kind']} {contract.persona_label(job['persona'])} ({job['state']})"
         if current in label:
             out.append(app_commands.Choice(name=label, value=job["id"]))
     return out

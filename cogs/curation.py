@@ -13,10 +13,10 @@ import time
 import discord
 from discord.ext import commands, tasks
 
-from bot import curation
-from bot.candidates import Curation as CurationService
+from bot import voting
 from bot.candidates import ReactionEvent
-from bot.candidates import rules_for
+from cogs.common import role_ids
+from core import contract
 from core.clock import parse_iso
 
 log = logging.getLogger("parodybot.curation")
@@ -34,10 +34,10 @@ STATE_COLOUR = {"voting": 0x5865F2, "approved": 0x57F287, "rejected": 0xED4245, 
                 "posting": 0xFEE75C, "posted": 0x57F287, "failed": 0xED4245}
 
 
-def render_candidate(cand: dict, rules: curation.VoteRules, position: int | None = None,
+def render_candidate(cand: dict, rules: voting.VoteRules, position: int | None = None,
                      links: list[str] | None = None) -> discord.Embed:
     embed = discord.Embed(description=cand["text"], colour=STATE_COLOUR.get(cand["state"], 0))
-    embed.set_author(name=f"{cand['persona']} · candidate #{cand['id']}")
+    embed.set_author(name=f"{contract.persona_label(cand['persona'])} · candidate #{cand['id']}")
     state = STATE_LINE.get(cand["state"], cand["state"])
     if cand["state"] == "voting":
         ends = int(parse_iso(cand["created_at"]).timestamp() + rules.window_seconds)
@@ -58,11 +58,15 @@ def render_candidate(cand: dict, rules: curation.VoteRules, position: int | None
 
 
 class Curation(commands.Cog):
+    """The Discord side of curation: candidate messages and reaction votes.
+    The counting and deciding is bot.candidates.CandidateService."""
+
     def __init__(self, bot):
         self.bot = bot
-        self.service = CurationService(bot.store)
+        self.service = bot.services.candidates
+        self.personas = bot.services.personas
         self.reconciled = False
-        self._rules_cache: dict[str, tuple[float, curation.VoteRules]] = {}
+        self._rules_cache: dict[str, tuple[float, voting.VoteRules]] = {}
         self._edit_locks: dict[int, asyncio.Lock] = {}
         self._shown: dict[int, tuple] = {}  # candidate id -> (place, net) its message shows
         self._queue_refresh: dict[str, asyncio.Task] = {}
@@ -81,40 +85,39 @@ class Curation(commands.Cog):
 
     # --- rules -------------------------------------------------------------
 
-    def role_ids(self, guild_id: int | None) -> dict[str, int]:
-        guild = self.bot.get_guild(guild_id) if guild_id else None
-        return {r.name: r.id for r in guild.roles} if guild else {}
-
-    async def rules_of_persona(self, name: str) -> curation.VoteRules:
-        persona = await self.bot.store.get_persona(name)
-        return rules_for(persona, self.bot.cfg.curation, role_ids=self.role_ids((persona or {}).get("guild_id")))
+    async def rules_of_persona(self, key: str) -> voting.VoteRules:
+        persona = await self.personas.by_key(key)
+        guild = self.bot.get_guild(persona["guild_id"]) if persona else None
+        return self.personas.rules(persona, role_ids(guild))
 
     # --- candidates --------------------------------------------------------
 
-    async def add_from_job(self, job: dict, items: list[dict]) -> None:
+    @commands.Cog.listener()
+    async def on_generate_done(self, job: dict, result: contract.GenerateResult) -> None:
         """Store a generate job's candidates (once) and post each for voting."""
-        existing = await self.bot.store.fetchone("SELECT COUNT(*) FROM candidates WHERE job_id = ?", (job["id"],))
-        if existing[0] == 0 and items:
-            rules = await self.rules_of_persona(job["persona"])
-            settings = {k: job["params"].get(k) for k in ("temperature", "top_p")}
-            settings["job"] = job["id"]
-            await self.service.add(job["persona"], job["id"],
-                                   [(c["text"], dict(settings, **(c.get("settings") or {}))) for c in items], rules)
+        if await self.personas.by_key(job["persona"]) is None:
+            log.warning("job #%s: its persona is gone; its candidates are not posted", job["id"])
+            return
+        if result.candidates:
+            await self.service.add_from_job(job, result, await self.rules_of_persona(job["persona"]))
         await self.post_unsent(job["persona"], fallback_channel=job["channel_id"])
 
-    async def post_unsent(self, persona_name: str, fallback_channel: int | None = None) -> None:
-        persona = await self.bot.store.get_persona(persona_name)
+    @commands.Cog.listener()
+    async def on_candidate_changed(self, cand: dict, links: list[str] | None = None) -> None:
+        """Another part of the bot changed a candidate (posting, the queue): redraw it."""
+        await self.refresh_message(cand, links)
+
+    async def post_unsent(self, key: str, fallback_channel: int | None = None) -> None:
+        persona = await self.personas.by_key(key)
         channel_id = (persona or {}).get("curation_channel_id") or fallback_channel
         if not channel_id:
-            log.warning("persona %s has no curation channel; candidates wait", persona_name)
+            log.warning("persona %s has no curation channel; candidates wait", key)
             return
-        rules = await self.rules_of_persona(persona_name)
+        rules = await self.rules_of_persona(key)
         channel = self.bot.get_partial_messageable(channel_id)
-        for cand in await self.bot.store.candidates(persona=persona_name, states=["voting"]):
-            if cand["message_id"]:
-                continue
+        for cand in await self.service.unsent(key):
             message = await channel.send(embed=render_candidate(cand, rules))
-            await self.bot.store.update_candidate(cand["id"], message_id=message.id, channel_id=channel_id)
+            await self.service.set_message(cand["id"], channel_id, message.id)
             for emoji in rules.vote_emojis:
                 await message.add_reaction(emoji)
 
@@ -124,7 +127,7 @@ class Curation(commands.Cog):
         # One edit at a time per candidate, each rendering what is stored now, so
         # the last edit to land always shows the latest state.
         async with self._edit_locks.setdefault(cand["id"], asyncio.Lock()):
-            cand = await self.bot.store.get_candidate(cand["id"]) or cand
+            cand = await self.service.get(cand["id"]) or cand
             await self._render_into_message(cand, links)
         if cand["state"] != "voting":
             self.queue_changed(cand["persona"])
@@ -137,10 +140,10 @@ class Curation(commands.Cog):
 
     async def _refresh_places(self, persona: str) -> None:
         await asyncio.sleep(1.0)  # a burst of decisions costs one pass, and few edits
-        for place, cand in enumerate(await self.bot.store.approved_queue(persona), 1):
+        for place, cand in enumerate(await self.service.approved_queue(persona), 1):
             if cand["message_id"] and self._shown.get(cand["id"]) != (place, cand["score"]):
                 async with self._edit_locks.setdefault(cand["id"], asyncio.Lock()):
-                    fresh = await self.bot.store.get_candidate(cand["id"])
+                    fresh = await self.service.get(cand["id"])
                     if fresh and fresh["state"] == "approved":
                         await self._render_into_message(fresh, None)
 
@@ -162,7 +165,7 @@ class Curation(commands.Cog):
             return
         member = payload.member
         self.service.submit(ReactionEvent(
-            payload.message_id, payload.user_id, str(payload.emoji), added,
+            payload.message_id, payload.guild_id, payload.user_id, str(payload.emoji), added,
             member_is_bot=bool(member and member.bot),
             member_roles=tuple(r.id for r in member.roles) if member else None,
             manage_messages=bool(member and member.guild_permissions.manage_messages),
@@ -176,7 +179,7 @@ class Curation(commands.Cog):
         elif cand["state"] == "approved":
             self.queue_changed(cand["persona"])  # its net (and maybe its place) moved
 
-    async def cached_rules(self, persona: str) -> curation.VoteRules:
+    async def cached_rules(self, persona: str) -> voting.VoteRules:
         """A persona's rules, read at most once a second (a burst of votes reads them once)."""
         now = time.monotonic()
         hit = self._rules_cache.get(persona)
@@ -209,17 +212,15 @@ class Curation(commands.Cog):
 
     async def reconcile_all(self) -> None:
         # Approved ones too: their score (the posting order) may have moved while we were down.
-        for cand in await self.bot.store.candidates(states=["voting", "approved"]):
-            if not cand["message_id"]:
-                continue
+        for cand in await self.service.to_reconcile():
             await self.reconcile(cand)
-        for persona in await self.bot.store.list_personas():
-            await self.post_unsent(persona["name"])
+        for persona in await self.personas.every_guild():
+            await self.post_unsent(persona["key"])
 
     async def reconcile(self, cand: dict) -> None:
-        persona = await self.bot.store.get_persona(cand["persona"])
+        persona = await self.personas.by_key(cand["persona"])
         guild = self.bot.get_guild((persona or {}).get("guild_id") or 0)
-        rules = rules_for(persona, self.bot.cfg.curation, role_ids=self.role_ids(guild.id if guild else None))
+        rules = self.personas.rules(persona, role_ids(guild))
         channel = self.bot.get_partial_messageable(cand["channel_id"])
 
         async def read_reactions():
@@ -249,14 +250,14 @@ class Curation(commands.Cog):
                 if rules.voter_role_id is not None or rules.curator_role_id is not None:
                     m = await member(uid)
                     roles = [r.id for r in m.roles] if m else []
-                eligible[uid] = curation.counts(is_bot[uid], roles, rules)
+                eligible[uid] = voting.counts(is_bot[uid], roles, rules)
             forced = None
             for emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
                 for uid in users_by_emoji.get(emoji, []):
                     m = await member(uid)
-                    if m and curation.may_force(is_bot[uid], [r.id for r in m.roles], rules,
+                    if m and voting.may_force(is_bot[uid], [r.id for r in m.roles], rules,
                                                 manage_messages=m.guild_permissions.manage_messages):
-                        forced = curation.forced_decision(emoji, may_force=True, rules=rules)
+                        forced = voting.forced_decision(emoji, may_force=True, rules=rules)
             return users_by_emoji, (lambda uid: eligible.get(uid, False)), forced
 
         score_before = cand["score"]
@@ -270,9 +271,9 @@ class Curation(commands.Cog):
 
     @tasks.loop(seconds=30)
     async def windows(self) -> None:
-        personas = {p["name"]: p for p in await self.bot.store.list_personas()}
-        rules = {name: rules_for(p, self.bot.cfg.curation, role_ids=self.role_ids(p.get("guild_id"))) for name, p in personas.items()}
-        default = rules_for(None, self.bot.cfg.curation)
+        personas = {p["key"]: p for p in await self.personas.every_guild()}
+        rules = {key: self.personas.rules(p, role_ids(self.bot.get_guild(p["guild_id"]))) for key, p in personas.items()}
+        default = self.personas.rules(None)
         for cand in await self.service.close_windows(lambda c: rules.get(c["persona"], default)):
             await self.refresh_message(cand)
 

@@ -14,9 +14,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from core import contract
 from bot.charts import loss_curve_png
-from cogs.common import counts_text, duration, job_autocomplete, progress_bar, refuse, require_operator
+from cogs.common import counts_text, duration, job_autocomplete, operator_only, progress_bar, services
+from core import contract
 
 log = logging.getLogger("parodybot.jobs")
 
@@ -26,7 +26,7 @@ STATE_ICON = {"queued": "⏳", "running": "⚙️", "done": "✅", "failed": "�
 def render_job(job: dict) -> str:
     """The progress message of a job, as members see it."""
     p = job.get("progress") or {}
-    head = f"{STATE_ICON.get(job['state'], '')} Job #{job['id']} · {job['kind']} **{job['persona']}**"
+    head = f"{STATE_ICON.get(job['state'], '')} Job #{job['id']} · {job['kind']} **{contract.persona_label(job['persona'])}**"
     lines = [head]
     state = job["state"]
     if state == "queued":
@@ -47,23 +47,22 @@ def render_job(job: dict) -> str:
         )
     if phase == "generating" and state == "running":
         lines.append("🎲 generating…")
-    result = job.get("result") or p.get("result") or {}
-    if state == "done" and job["kind"] == "train":
-        loss = result.get("final_loss")
-        lines.append(f"done: {result.get('steps_done', p.get('step', '?'))} steps, final loss {loss:.2f}" if loss is not None else "done")
-    if state == "done" and job["kind"] == "generate":
-        n = len(result.get("candidates") or [])
-        lines.append(f"done: {n} candidate(s) for voting; filtered out {counts_text(result.get('dropped') or {})}")
+    result = contract.result_of(job["kind"], job.get("result") or p.get("result"))
+    if state == "done" and isinstance(result, contract.TrainResult):
+        loss = result.final_loss
+        lines.append(f"done: {result.steps_done} steps, final loss {loss:.2f}" if loss is not None else "done")
+    if state == "done" and isinstance(result, contract.GenerateResult):
+        lines.append(f"done: {len(result.candidates)} candidate(s) for voting; filtered out {counts_text(result.dropped)}")
     if state == "cancelled":
-        step = result.get("steps_done") or p.get("step")
+        step = (result.steps_done if isinstance(result, contract.TrainResult) else None) or p.get("step")
         lines.append(f"cancelled{f' at step {step} (checkpoint saved)' if step else ''}")
     if state == "failed":
         lines.append(f"failed: {job.get('error') or p.get('error') or 'unknown error (see the worker log)'}")
     return "\n".join(lines)
 
 
-def samples_embed(result: dict) -> discord.Embed | None:
-    samples = [s for s in (result.get("samples") or []) if s.strip()][:3]
+def samples_embed(result: contract.TrainResult) -> discord.Embed | None:
+    samples = [s for s in result.samples if s.strip()][:3]
     if not samples:
         return None
     embed = discord.Embed(title="Sample outputs", colour=discord.Colour.blurple())
@@ -75,6 +74,7 @@ def samples_embed(result: dict) -> discord.Embed | None:
 class Jobs(commands.Cog):
     def __init__(self, bot):
         self.bot = bot
+        self.jobs = bot.services.jobs
         self.tracker.change_interval(seconds=bot.cfg.discord.progress_edit_interval)
         self.tracker.start()
 
@@ -84,7 +84,7 @@ class Jobs(commands.Cog):
     @tasks.loop(seconds=1.0)
     async def tracker(self) -> None:
         try:
-            followed = await self.bot.jobs.refresh_all(await self.bot.store.list_jobs(active_only=True, limit=100))
+            followed = await self.jobs.refresh_all(await self.jobs.followed())
         except Exception:  # the queue or the database is away for a moment: try again next tick
             log.exception("reading the jobs' progress failed")
             followed = []
@@ -94,15 +94,11 @@ class Jobs(commands.Cog):
                     await self.edit_message(job, content=render_job(job))
             except Exception:
                 log.exception("following job #%s failed", job["id"])
-        # A job that ended before /train stored its message id waits a little for it.
-        for row in await self.bot.store.fetchall(
-            "SELECT id FROM jobs WHERE state IN ('done', 'failed', 'cancelled') AND delivered = 0"
-            " AND (message_id IS NOT NULL OR channel_id IS NULL OR finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 seconds'))"
-        ):
+        for job in await self.jobs.to_deliver():
             try:
-                await self.deliver(await self.bot.store.get_job(row[0]))
+                await self.deliver(job)
             except Exception:
-                log.exception("delivering job #%s failed", row[0])
+                log.exception("delivering job #%s failed", job["id"])
 
     @tracker.before_loop
     async def _wait_ready(self) -> None:
@@ -119,26 +115,27 @@ class Jobs(commands.Cog):
 
     async def deliver(self, job: dict) -> None:
         """A job ended: its final message (chart, samples), and candidates to vote on."""
-        result = job.get("result") or {}
+        result = contract.result_of(job["kind"], job.get("result"))
         kwargs: dict = {"content": render_job(job)}
-        if job["kind"] == "train" and job["state"] == "done":
-            png = await asyncio.to_thread(loss_curve_png, result.get("losses") or (job["progress"] or {}).get("losses") or [],
-                                          f"{job['persona']}: finetuning loss")
-            kwargs["attachments"] = [discord.File(io.BytesIO(png), filename=f"loss-{job['persona']}-job{job['id']}.png")]
+        if isinstance(result, contract.TrainResult) and job["state"] == contract.DONE:
+            label = contract.persona_label(job["persona"])
+            losses = result.losses or (job["progress"] or {}).get("losses") or []
+            png = await asyncio.to_thread(loss_curve_png, losses, f"{label}: finetuning loss")
+            kwargs["attachments"] = [discord.File(io.BytesIO(png), filename=f"loss-{label}-job{job['id']}.png")]
             embed = samples_embed(result)
             if embed:
                 kwargs["embed"] = embed
-        if job["kind"] == "generate" and job["state"] == "done":
-            curation = self.bot.get_cog("Curation")
-            await curation.add_from_job(job, result.get("candidates") or [])
+        if isinstance(result, contract.GenerateResult) and job["state"] == contract.DONE:
+            # The curation cog stores them and posts each for voting (cogs/curation.py).
+            self.bot.dispatch("generate_done", job, result)
         await self.edit_message(job, **kwargs)
-        await self.bot.store.update_job(job["id"], delivered=1)
+        await self.jobs.mark_delivered(job["id"])
 
     # --- commands ----------------------------------------------------------
 
     @app_commands.command(name="jobs", description="Jobs waiting, running and recently finished")
-    async def jobs(self, interaction: discord.Interaction) -> None:
-        jobs = await self.bot.store.list_jobs(limit=15)
+    async def jobs_command(self, interaction: discord.Interaction) -> None:
+        jobs = await self.jobs.list(interaction.guild_id, limit=15)
         if not jobs:
             await interaction.response.send_message("No jobs yet. `/train` starts one.", ephemeral=True)
             return
@@ -146,20 +143,16 @@ class Jobs(commands.Cog):
         for job in jobs:
             p = job.get("progress") or {}
             extra = f" · step {p['step']}/{p['steps']}" if job["state"] == "running" and p.get("steps") else ""
-            lines.append(f"{STATE_ICON.get(job['state'], '')} **#{job['id']}** {job['kind']} {job['persona']} · {job['state']}{extra}")
+            lines.append(f"{STATE_ICON.get(job['state'], '')} **#{job['id']}** {job['kind']} "
+                         f"{contract.persona_label(job['persona'])} · {job['state']}{extra}")
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel a queued or running job (training saves a checkpoint)")
     @app_commands.describe(job="the job to cancel")
     @app_commands.autocomplete(job=job_autocomplete)
+    @operator_only
     async def cancel(self, interaction: discord.Interaction, job: int) -> None:
-        if not await require_operator(interaction):
-            return
-        try:
-            record = await self.bot.jobs.cancel(job)
-        except contract.BadInput as exc:
-            await refuse(interaction, str(exc))
-            return
+        record = await services(interaction).jobs.cancel(interaction.guild_id, job)
         word = "cancelled" if record["state"] == "cancelled" else "cancelling (the worker saves a checkpoint first)"
         await interaction.response.send_message(f"Job #{job}: {word}.")
 

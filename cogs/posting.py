@@ -12,10 +12,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
+from bot.scheduler import next_runs
+from cogs.common import defer_public, guild_persona, operator_only, persona_autocomplete, services
 from core import contract
-from bot.posting import post_links
-from bot.scheduler import BadSchedule, make_schedule, next_runs
-from cogs.common import operator_persona, persona_autocomplete, refuse, require_operator, require_persona
 
 log = logging.getLogger("parodybot.posting")
 
@@ -32,20 +31,21 @@ def _ts(t: dt.datetime, style: str = "f") -> str:
 
 
 async def _candidates_choices(interaction: discord.Interaction, current: str, states: tuple[str, ...]):
+    if interaction.guild_id is None:
+        return []
     persona = getattr(interaction.namespace, "persona", None)
-    guild_personas = {p["name"] for p in await interaction.client.store.list_personas(interaction.guild_id)}
-    if persona:
-        guild_personas &= {persona}
+    svc = services(interaction)
+    personas = [p for p in await svc.personas.list(interaction.guild_id) if not persona or p["name"] == persona]
     rows = []
-    for name in sorted(guild_personas):
+    for p in personas:
         if "approved" in states:
-            rows += await interaction.client.store.approved_queue(name)
+            rows += await svc.candidates.approved_queue(p["key"])
         others = [s for s in states if s != "approved"]
         if others:
-            rows += await interaction.client.store.candidates(persona=name, states=others)
+            rows += [c for c in await svc.candidates.to_resolve(p["key"]) if c["state"] in others]
     out = []
     for cand in rows:
-        label = f"#{cand['id']} {cand['persona']} ({cand['score']:+d}) {_short(cand['text'], 60)}"
+        label = f"#{cand['id']} {contract.persona_label(cand['persona'])} ({cand['score']:+d}) {_short(cand['text'], 60)}"
         if current.strip().lstrip("#") in label:
             out.append(app_commands.Choice(name=label[:100], value=cand["id"]))
     return out[:25]
@@ -66,8 +66,11 @@ class Posting(commands.Cog):
 
     def __init__(self, bot):
         self.bot = bot
+        self.posting = bot.services.posting
+        self.personas = bot.services.personas
+        self.scheduler = bot.services.scheduler
         self._deliver_lock = asyncio.Lock()
-        bot.scheduler.on_report = self.after_run
+        self.scheduler.on_report = self.after_run
         self.deliverer.change_interval(seconds=DELIVER_SECONDS)
         self.deliverer.start()
 
@@ -90,10 +93,8 @@ class Posting(commands.Cog):
     async def deliver(self) -> None:
         """Send the pending log lines and edit the candidate messages (events from the
         bot's own runs, and from `parodybot post-now` runs made while it was away)."""
-        if self.bot.store is None:
-            return
         async with self._deliver_lock:
-            for event in await self.bot.store.pending_posting_events():
+            for event in await self.posting.pending_events():
                 try:
                     await self._deliver_one(event)
                 except discord.HTTPException as exc:  # permanent (gone, forbidden, bad request): do not loop on it
@@ -101,12 +102,12 @@ class Posting(commands.Cog):
                 except Exception:
                     log.exception("delivering posting event %s failed; will retry", event["id"])
                     continue
-                await self.bot.store.mark_posting_event_delivered(event["id"])
+                await self.posting.event_delivered(event["id"])
 
     async def _deliver_one(self, event: dict) -> None:
-        persona = await self.bot.store.get_persona(event["persona"]) or {}
+        persona = await self.personas.by_key(event["persona"]) or {}
         if event["refresh"] and event["candidate_id"]:
-            cand = await self.bot.store.get_candidate(event["candidate_id"])
+            cand = await self.bot.services.candidates.get(event["candidate_id"])
             if cand is not None:
                 await self.refresh(cand)
         if event["text"]:
@@ -118,22 +119,17 @@ class Posting(commands.Cog):
                 log.info("%s (persona has no log channel)", event["text"])
 
     async def refresh(self, cand: dict) -> None:
-        curation = self.bot.get_cog("Curation")
-        if curation is None or not cand.get("message_id"):
-            return
-        links = post_links(await self.bot.store.posts_for(cand["id"]))
-        if cand.get("note") and cand["state"] in ("failed", "approved", "rejected"):
-            links.append(f"note: {cand['note']}")
-        await curation.refresh_message(cand, links or None)
+        """Redraw the candidate's message with its links (cogs/curation.py draws it)."""
+        if cand.get("message_id"):
+            self.bot.dispatch("candidate_changed", cand, (await self.posting.links(cand)) or None)
 
     # --- /queue ----------------------------------------------------------------
 
     @queue_group.command(name="show", description="The approved queue in posting order")
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def queue_show(self, interaction: discord.Interaction, persona: str) -> None:
-        if await require_persona(interaction, persona) is None:
-            return
-        queue = await self.bot.posting.queue(persona)
+        record = await guild_persona(interaction, persona)
+        queue = await self.posting.queue(record["key"])
         if not queue:
             await interaction.response.send_message(
                 f"The queue of **{persona}** is empty: approve candidates by voting (or `/generate` more).", ephemeral=True)
@@ -148,35 +144,25 @@ class Posting(commands.Cog):
 
     @queue_group.command(name="remove", description="Take a candidate out of the queue (it will not be posted)")
     @app_commands.autocomplete(persona=persona_autocomplete, candidate=queued_autocomplete)
+    @operator_only
     async def queue_remove(self, interaction: discord.Interaction, persona: str, candidate: int) -> None:
         await self._queue_edit(interaction, persona, candidate, "remove")
 
     @queue_group.command(name="top", description="Move a candidate to the top of the queue (posted next)")
     @app_commands.autocomplete(persona=persona_autocomplete, candidate=queued_autocomplete)
+    @operator_only
     async def queue_top(self, interaction: discord.Interaction, persona: str, candidate: int) -> None:
         await self._queue_edit(interaction, persona, candidate, "top")
 
     async def _queue_edit(self, interaction: discord.Interaction, persona: str, candidate: int, action: str) -> None:
-        if await operator_persona(interaction, persona) is None:
-            return
-        cand = await self.bot.store.get_candidate(candidate)
-        if cand is None or cand["persona"] != persona:
-            await refuse(interaction, f"**{persona}** has no candidate #{candidate}: `/queue show persona:{persona}` lists them.")
-            return
-        try:
-            if action == "remove":
-                cand = await self.bot.posting.remove(candidate, by=str(interaction.user))
-                text = f"Removed #{candidate} from the queue of **{persona}**."
-            else:
-                cand = await self.bot.posting.top(candidate)
-                text = f"#{candidate} is now first in the queue of **{persona}**."
-        except contract.BadInput as exc:
-            await refuse(interaction, f"{exc}. `/queue show persona:{persona}` lists the queue.")
-            return
+        record = await guild_persona(interaction, persona)
+        cand = await self.posting.edit_queue(record, candidate, action, by=str(interaction.user))
+        text = (f"Removed #{candidate} from the queue of **{persona}**." if action == "remove"
+                else f"#{candidate} is now first in the queue of **{persona}**.")
         await interaction.response.send_message(text)
         await self.refresh(cand)
         if action == "remove":  # the others moved up
-            for other in await self.bot.store.approved_queue(persona):
+            for other in await self.posting.queue(record["key"]):
                 await self.refresh(other)
 
     # --- /schedule -------------------------------------------------------------
@@ -185,83 +171,50 @@ class Posting(commands.Cog):
     @app_commands.autocomplete(persona=persona_autocomplete)
     @app_commands.describe(cron="five cron fields, e.g. 0 9,13,19 * * *", timezone="IANA time zone, e.g. Europe/Berlin",
                            interval_minutes="instead of cron: every N minutes", jitter_minutes="random delay 0..N minutes")
+    @operator_only
     async def schedule_set(self, interaction: discord.Interaction, persona: str, cron: str | None = None,
                            timezone: str | None = None, interval_minutes: float | None = None,
                            jitter_minutes: float | None = None) -> None:
-        if await operator_persona(interaction, persona) is None:
-            return
-        if not cron and interval_minutes is None:
-            await refuse(interaction, "Give `cron` (and `timezone`), e.g. cron:`0 9,13,19 * * *` timezone:`Europe/Berlin`, "
-                                      "or `interval_minutes`, e.g. 240.")
-            return
-        try:
-            schedule = make_schedule(cron=cron, timezone=timezone or self.bot.cfg.posting.timezone,
-                                     interval_minutes=interval_minutes,
-                                     jitter_minutes=self.bot.cfg.posting.jitter_minutes if jitter_minutes is None else jitter_minutes,
-                                     anchor=dt.datetime.now(dt.timezone.utc))
-        except BadSchedule as exc:
-            await refuse(interaction, f"{exc}. Example: `/schedule set persona:{persona} cron:0 9,13,19 * * * "
-                                      "timezone:Europe/Berlin jitter_minutes:20`.")
-            return
-        await self.bot.store.update_persona(persona, schedule=schedule.to_json())
-        await self.bot.scheduler.sync(persona)
+        record = await guild_persona(interaction, persona)
+        schedule = await self.personas.set_schedule(record, cron=cron, timezone=timezone,
+                                                    interval_minutes=interval_minutes, jitter_minutes=jitter_minutes)
         await interaction.response.send_message(f"**{persona}** now posts {schedule.describe()}.\n"
-                                                + self._next_text(persona, schedule))
+                                                + self._next_text(record["key"], schedule))
 
     @schedule_group.command(name="pause", description="Stop a persona's scheduled posts")
     @app_commands.autocomplete(persona=persona_autocomplete)
+    @operator_only
     async def schedule_pause(self, interaction: discord.Interaction, persona: str) -> None:
-        if await operator_persona(interaction, persona) is None:
-            return
-        await self.bot.store.update_persona(persona, state="paused", paused_reason=f"paused by {interaction.user}")
-        await self.bot.scheduler.sync(persona)
+        await self.personas.pause(await guild_persona(interaction, persona), by=str(interaction.user))
         await interaction.response.send_message(f"⏸️ **{persona}** is paused: `/schedule resume persona:{persona}` starts it again.")
 
     @schedule_group.command(name="resume", description="Start a paused persona's scheduled posts again")
     @app_commands.autocomplete(persona=persona_autocomplete)
+    @operator_only
     async def schedule_resume(self, interaction: discord.Interaction, persona: str) -> None:
-        record = await operator_persona(interaction, persona)
-        if record is None:
-            return
-        schedule = await self._stored_schedule(interaction, record)
-        if schedule is None:
-            return
-        # Runs skipped while paused are not made up for.
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        await self.bot.store.update_persona(persona, state="active", paused_reason=None, last_run_at=now, posting_notice=None)
-        await self.bot.scheduler.sync(persona)
+        record = await guild_persona(interaction, persona)
+        schedule = await self.personas.resume(record)
         await interaction.response.send_message(f"▶️ **{persona}** posts again, {schedule.describe()}.\n"
-                                                + self._next_text(persona, schedule))
-
-    async def _stored_schedule(self, interaction: discord.Interaction, record: dict):
-        """The persona's stored schedule, or None after telling the member that it does not work."""
-        try:
-            return self.bot.scheduler.schedule_of(record)
-        except BadSchedule as exc:
-            await refuse(interaction, f"The stored schedule does not work ({exc}); set one with `/schedule set`.")
-            return None
+                                                + self._next_text(record["key"], schedule))
 
     @schedule_group.command(name="show", description="A persona's schedule and its next run times")
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def schedule_show(self, interaction: discord.Interaction, persona: str) -> None:
-        record = await require_persona(interaction, persona)
-        if record is None:
-            return
-        schedule = await self._stored_schedule(interaction, record)
-        if schedule is None:
-            return
+        record = await guild_persona(interaction, persona)
+        schedule = self.personas.schedule_of(record)
         state = "active" if record["state"] == "active" else f"paused ({record.get('paused_reason') or 'paused'})"
         await interaction.response.send_message(
-            f"**{persona}** ({state}) posts {schedule.describe()}.\n" + self._next_text(persona, schedule), ephemeral=True)
+            f"**{persona}** ({state}) posts {schedule.describe()}.\n" + self._next_text(record["key"], schedule),
+            ephemeral=True)
 
-    def _next_text(self, persona: str, schedule) -> str:
+    def _next_text(self, key: str, schedule) -> str:
         now = dt.datetime.now(dt.timezone.utc)
         times = next_runs(schedule, now, 5)
         lines = []
-        job_next = self.bot.scheduler.next_run_time(persona)
+        job_next = self.scheduler.next_run_time(key)
         if job_next is not None:
             lines.append(f"Next run: {_ts(job_next)} ({_ts(job_next, 'R')}, jitter included)")
-        elif self.bot.scheduler.engine is not None:
+        elif self.scheduler.engine is not None:
             lines.append("No run is scheduled (the persona is paused).")
         lines.append("Scheduled times: " + ", ".join(
             f"{t.astimezone(schedule.tz):%a %d %b %H:%M} ({_ts(t, 'R')})" for t in times))
@@ -271,16 +224,14 @@ class Posting(commands.Cog):
 
     @post_group.command(name="now", description="Post the best approved candidate now (to every target)")
     @app_commands.autocomplete(persona=persona_autocomplete)
+    @operator_only
     async def post_now(self, interaction: discord.Interaction, persona: str) -> None:
-        record = await operator_persona(interaction, persona)
-        if record is None:
-            return
+        record = await guild_persona(interaction, persona)
         if record["state"] != "active":
-            await refuse(interaction, f"**{persona}** is paused ({record.get('paused_reason') or 'paused'}): "
-                                      f"`/schedule resume persona:{persona}` first.")
-            return
-        await interaction.response.defer(thinking=True)
-        report = await self.bot.scheduler.run(persona, "manual")
+            raise contract.BadInput(f"**{persona}** is paused ({record.get('paused_reason') or 'paused'}): "
+                                    f"`/schedule resume persona:{persona}` first.")
+        await defer_public(interaction)
+        report = await self.scheduler.run(record["key"], "manual")
         text = report.message
         if report.outcome in ("empty", "cap", "busy", "paused"):
             text = "Nothing posted: " + text
@@ -289,17 +240,13 @@ class Posting(commands.Cog):
     @post_group.command(name="resolve", description="After an interrupted post: it is there (posted), or queue it again")
     @app_commands.autocomplete(candidate=failed_autocomplete)
     @app_commands.describe(outcome="posted: it went out; requeue: post it again to the targets not known posted")
+    @operator_only
     async def post_resolve(self, interaction: discord.Interaction, candidate: int,
                            outcome: Literal["posted", "requeue"]) -> None:
-        if not await require_operator(interaction):
-            return
-        try:
-            cand = await self.bot.posting.resolve(candidate, outcome, by=str(interaction.user))
-        except contract.BadInput as exc:
-            await refuse(interaction, f"{exc}.")
-            return
+        cand = await self.posting.resolve(candidate, outcome, by=str(interaction.user), guild_id=interaction.guild_id)
         word = "marked posted" if outcome == "posted" else "back in the queue"
-        await interaction.response.send_message(f"Candidate #{cand['id']} of **{cand['persona']}** is {word}.")
+        await interaction.response.send_message(
+            f"Candidate #{cand['id']} of **{contract.persona_label(cand['persona'])}** is {word}.")
         await self.deliver()
 
 

@@ -5,7 +5,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import services
 
 
 def _duration(seconds: float) -> str:
@@ -41,7 +40,7 @@ class Status(commands.Cog):
 
     @app_commands.command(name="status", description="Bot version, uptime, database and worker state")
     async def status(self, interaction: discord.Interaction) -> None:
-        report = await services.status(self.bot.store, self.bot.queue, self.bot.started_at)
+        report = await self.bot.services.status()
         await interaction.response.send_message(embed=render_status(report))
 
 

@@ -124,9 +124,11 @@ class Config(Section):
     @field_validator("personas")
     @classmethod
     def _persona_names(cls, v: dict[str, PersonaConfig]) -> dict[str, PersonaConfig]:
-        for name in v:
-            if not PERSONA_NAME.fullmatch(name):
-                raise ValueError(f"persona name {name!r} must match [a-z0-9_]{{1,32}}")
+        for ref in v:
+            guild, _, name = ref.rpartition("/")
+            if not PERSONA_NAME.fullmatch(name) or (guild and not guild.isdigit()):
+                raise ValueError(f"persona {ref!r} must be NAME or \"GUILD_ID/NAME\" with NAME matching "
+                                 "[a-z0-9_]{1,32}, e.g. [personas.\"123456789012345678/dril\"]")
         return v
 
     # Where the file was read from (paths in it are relative to it).

@@ -1,8 +1,9 @@
 """The contract between the bot and the worker.
 
-Both sides import this module and nothing heavier: task names, payload and
-result shapes, progress events, and the queue itself (Huey, with a JSON
-serializer so that a queue reachable over a network can never run code).
+Both sides import this module and nothing heavier: task names, the typed
+payloads and results (``TrainRequest`` ... ``GenerateResult``), persona names
+and keys, progress events, and the queue itself (Huey, with a JSON serializer
+so that a queue reachable over a network can never run code).
 
 Progress travels through the queue's key/value storage: the worker writes
 ``progress:<task id>`` (the latest state plus the loss history) and reads
@@ -14,6 +15,8 @@ import datetime as _dt
 import json
 import re
 import time
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +58,196 @@ def check_persona_name(name: str) -> str:
             "a-z, 0-9 and _ (for example: dril)"
         )
     return name
+
+
+# --- persona keys ------------------------------------------------------------
+
+# A persona's key names it everywhere but in front of people: the bot's rows
+# and the worker's folders. New personas: g<guild id>-<name>; personas made
+# before guilds owned them keep their name (migration 0005). Names cannot hold
+# '-', so the two forms never meet, and no key can leave a folder.
+PERSONA_KEY = re.compile(r"(?:g[0-9]{1,20}-)?[a-z0-9_]{1,32}")
+
+
+def persona_key(guild_id: int, name: str) -> str:
+    """The key of the guild's persona ``name``."""
+    check_persona_name(name)
+    if not isinstance(guild_id, int) or isinstance(guild_id, bool) or guild_id < 0:
+        raise BadInput(f"guild id {guild_id!r} is not a Discord server id")
+    return f"g{guild_id}-{name}" if guild_id else name
+
+
+def check_persona_key(key: str) -> str:
+    """Keys end up in the worker's paths: nothing but the two forms above passes."""
+    if not isinstance(key, str) or not PERSONA_KEY.fullmatch(key):
+        raise BadInput(f"persona name {key!r} is not allowed: use 1 to 32 characters from a-z, 0-9 and _ "
+                       "(for example: dril)")
+    return key
+
+
+def persona_label(key: str) -> str:
+    """The name people know a persona by, from its key (for messages)."""
+    return key.split("-", 1)[1] if "-" in key else key
+
+
+# --- typed payloads and results ------------------------------------------------
+#
+# What the bot puts on the queue and what the worker answers. Both sides build
+# and read these classes; on the wire they are plain JSON objects. A payload
+# with a field this version does not know is refused (the queue may be
+# reachable over a network); a result may carry more than the bot reads.
+
+
+class _Wire:
+    _nested: dict = {}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, *, strict: bool = True):
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, dict):
+            raise BadInput(f"{cls.__name__} must be a JSON object, not {type(data).__name__}")
+        names = {f.name for f in dataclass_fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown and strict:
+            raise BadInput(f"{cls.__name__} has unknown field(s) {', '.join(unknown)}: the bot and the worker "
+                           "run different versions; update both")
+        values = {k: v for k, v in data.items() if k in names}
+        for name, kind in cls._nested.items():
+            if isinstance(values.get(name), dict):
+                values[name] = kind.from_json(values[name], strict=strict)
+            elif isinstance(values.get(name), list):
+                values[name] = [kind.from_json(v, strict=strict) for v in values[name]]
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise BadInput(f"{cls.__name__}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CleanSpec(_Wire):
+    """How source posts are cleaned (workers.cleaning.CleanOptions takes these)."""
+
+    drop_retweets: bool = True
+    drop_replies: bool = True
+    strip_urls: bool = True
+    strip_mentions: bool = False
+    strip_hashtags: bool = False
+    leading_mention_is_reply: bool = True
+
+
+@dataclass(frozen=True)
+class ImportRequest(_Wire):
+    """Fetch and clean posts into the persona's dataset."""
+
+    job_id: int
+    persona: str                    # the persona's key
+    source: str
+    handle: str | None = None
+    base_url: str | None = None
+    file_b64: str | None = None     # an attachment the bot fetched, base64
+    file_name: str | None = None
+    clean: CleanSpec = field(default_factory=CleanSpec)
+    resumed: bool = False           # a restarted worker queued it again
+    _nested = {"clean": CleanSpec}
+
+
+@dataclass(frozen=True)
+class TrainRequest(_Wire):
+    """Import (when ``source`` is set), then finetune the persona's model."""
+
+    job_id: int
+    persona: str
+    steps: int
+    model: str
+    source: str | None = None
+    handle: str | None = None
+    base_url: str | None = None
+    file_b64: str | None = None
+    file_name: str | None = None
+    clean: CleanSpec = field(default_factory=CleanSpec)
+    learning_rate: float | None = None
+    save_every: int | None = None
+    resumed: bool = False
+    _nested = {"clean": CleanSpec}
+
+    def import_request(self) -> ImportRequest:
+        return ImportRequest(self.job_id, self.persona, self.source or "", self.handle, self.base_url,
+                             self.file_b64, self.file_name, self.clean, self.resumed)
+
+
+@dataclass(frozen=True)
+class GenerateRequest(_Wire):
+    """Generate and filter candidates with the persona's working checkpoint."""
+
+    job_id: int
+    persona: str
+    count: int
+    temperature: float
+    top_p: float
+    length: int | None = None
+    platforms: list[str] = field(default_factory=lambda: ["x"])
+    blocklist: list[str] = field(default_factory=list)
+    earlier_candidates: list[str] = field(default_factory=list)
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSummary(_Wire):
+    source: str
+    kept: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    fetched: int = 0
+    chars: int = 0
+
+
+@dataclass(frozen=True)
+class ImportResult(_Wire):
+    state: str
+    dataset: DatasetSummary | None = None
+    _nested = {"dataset": DatasetSummary}
+
+
+@dataclass(frozen=True)
+class TrainResult(_Wire):
+    state: str
+    steps: int = 0
+    steps_done: int = 0
+    final_loss: float | None = None
+    losses: list[list[float]] = field(default_factory=list)   # [step, loss, average loss]
+    samples: list[str] = field(default_factory=list)
+    resumed_from: int = 0
+    dataset: DatasetSummary | None = None
+    _nested = {"dataset": DatasetSummary}
+
+
+@dataclass(frozen=True)
+class GeneratedCandidate(_Wire):
+    text: str
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerateResult(_Wire):
+    state: str
+    candidates: list[GeneratedCandidate] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    _nested = {"candidates": GeneratedCandidate}
+
+
+REQUESTS = {TRAIN: TrainRequest, GENERATE: GenerateRequest, IMPORT: ImportRequest}
+RESULTS = {TRAIN: TrainResult, GENERATE: GenerateResult, IMPORT: ImportResult}
+KIND_TASK = {"train": TRAIN, "generate": GENERATE, "import": IMPORT}
+
+
+def result_of(kind: str, data: dict | None):
+    """A job's stored result as its typed class (None before it has one)."""
+    if not data:
+        return None
+    return RESULTS[KIND_TASK[kind]].from_json(data, strict=False)
 
 
 # --- JSON serializer -------------------------------------------------------

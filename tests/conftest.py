@@ -86,8 +86,8 @@ class CannedWorker:
         from workers.tasks import Tasks
 
         tasks = Tasks(cfg)
-        tasks.generate = lambda payload, task_id, progress: {
-            "candidates": [{"text": t} for t in texts[: payload["count"]]], "dropped": dict(dropped or {})}
+        tasks.generate = lambda request, task_id, progress: contract.GenerateResult(
+            contract.DONE, [contract.GeneratedCandidate(t) for t in texts[: request.count]], dict(dropped or {}))
         self.huey = contract.open_queue(cfg.queue_url, tasks.handlers())
         tasks.huey = self.huey
 
@@ -128,7 +128,7 @@ class BotHandle:
         from bot.client import ParodyBot
 
         self.cfg = cfg or getattr(self, "cfg", None) or config_for(self.world)
-        self.bot = ParodyBot(self.cfg, guild_ready_timeout=0.05)
+        self.bot = await ParodyBot.create(self.cfg, guild_ready_timeout=0.05)
         self.task = asyncio.create_task(self.bot.start(self.world.standin.bot_token))
         waiter = asyncio.create_task(self.bot.ready_event.wait())
         done, _ = await asyncio.wait({waiter, self.task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)

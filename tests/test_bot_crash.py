@@ -275,7 +275,7 @@ async def play(root: Path, *, crash: bool) -> tuple[dict, dict]:
         bot = BotProcess(world, root)
         store = await Store.open(bot.data_dir / "parodybot.sqlite3")
         # Paused: no scheduled post takes an approved candidate out of the queue mid-test.
-        await store.create_persona("dril", guild_id=world.guild.id, curation_channel_id=world.curation.id,
+        await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
                                    rules={"voter_role_id": world.voter_role.id, "curator_role_id": world.curator_role.id},
                                    state="paused", paused_reason="test")
         await store.close()

@@ -35,7 +35,7 @@ def fields(msg: dict) -> dict:
 
 
 async def make_persona(bot, world, **rules):
-    await bot.store.create_persona("dril", guild_id=world.guild.id, curation_channel_id=world.curation.id, rules=rules)
+    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id, rules=rules)
 
 
 async def generate(world, bot, count=4):
@@ -56,7 +56,7 @@ def candidate_messages(world, count):
 
 async def wait_score(bot, message_id, score, timeout=5):
     for _ in range(int(timeout / 0.05)):
-        row = await bot.store.fetchone("SELECT score FROM candidates WHERE message_id = ?", (int(message_id),))
+        row = await bot.services.store.fetchone("SELECT score FROM candidates WHERE message_id = ?", (int(message_id),))
         if row and row[0] == score:
             return
         await asyncio.sleep(0.05)
@@ -94,7 +94,7 @@ async def test_generate_posts_candidates_and_votes_decide(world, bot):
     await world.standin.react(world.bob, world.curation, second, "👎")
     await world.standin.react(world.carol, world.curation, second, "👎")
     await wait_state(world, second, "rejected")
-    states = {r[0]: r[1] for r in await bot.store.fetchall("SELECT message_id, state FROM candidates")}
+    states = {r[0]: r[1] for r in await bot.services.store.fetchall("SELECT message_id, state FROM candidates")}
     assert states[first] == "approved" and states[second] == "rejected"
 
 
@@ -110,7 +110,7 @@ async def test_one_net_vote_per_member_and_bots_never_count(world, bot):
     await wait_score(bot, mid, 1)
     await world.standin.unreact(world.bob, world.curation, mid, "👎")
     await wait_score(bot, mid, 2)
-    votes = {r[0]: r[1] for r in await bot.store.fetchall("SELECT member_id, value FROM votes")}
+    votes = {r[0]: r[1] for r in await bot.services.store.fetchall("SELECT member_id, value FROM votes")}
     assert votes == {world.bob.user.id: 1, world.carol.user.id: 1}
 
 
@@ -157,7 +157,7 @@ async def test_votes_while_the_bot_is_down_count_after_restart(world, bot_handle
     bot = await bot_handle.start()
     await wait_state(world, a, "approved")
     await wait_state(world, b, "rejected")
-    rows = {r[0]: (r[1], r[2]) for r in await bot.store.fetchall("SELECT message_id, state, score FROM candidates")}
+    rows = {r[0]: (r[1], r[2]) for r in await bot.services.store.fetchall("SELECT message_id, state, score FROM candidates")}
     assert rows == {a: ("approved", 3), b: ("rejected", -2), c: ("voting", 0)}
 
 
@@ -189,7 +189,7 @@ async def test_burst_of_reactions_ends_with_exact_tallies(world, bot):
         expected[msg] += ("👍" in emojis) - ("👎" in emojis)
 
     async def scores():
-        return {r[0]: r[1] for r in await bot.store.fetchall("SELECT message_id, score FROM candidates")}
+        return {r[0]: r[1] for r in await bot.services.store.fetchall("SELECT message_id, score FROM candidates")}
 
     for _ in range(100):
         if await scores() == expected:
@@ -203,8 +203,8 @@ async def test_unauthorised_member_is_refused_and_nothing_is_queued(world, bot):
     await ix.wait_for_response(timeout=5)
     assert ix.ephemeral
     assert "parodybot-operator" in ix.response["content"]
-    assert await bot.store.list_jobs() == []
-    assert await asyncio.to_thread(len, bot.queue) == 0
+    assert await bot.services.store.list_jobs() == []
+    assert await asyncio.to_thread(len, bot.services.queue) == 0
 
 
 async def test_bad_input_gets_an_ephemeral_message_that_says_what_to_do(world, bot):
@@ -222,9 +222,9 @@ async def test_bad_input_gets_an_ephemeral_message_that_says_what_to_do(world, b
 
 
 async def test_persona_autocomplete(world, bot):
-    await bot.store.create_persona("dril", guild_id=world.guild.id)
-    await bot.store.create_persona("drilbert", guild_id=world.guild.id)
-    await bot.store.create_persona("weirdal", guild_id=world.guild.id)
+    await bot.services.store.create_persona(world.guild.id, "dril")
+    await bot.services.store.create_persona(world.guild.id, "drilbert")
+    await bot.services.store.create_persona(world.guild.id, "weirdal")
     choices = await world.standin.autocomplete(world.alice, "generate", channel=world.general, focused="persona",
                                                options={"persona": "dri"})
     assert [c["value"] for c in choices] == ["dril", "drilbert"]
@@ -254,7 +254,7 @@ async def test_a_busy_queue_never_makes_a_command_miss_its_acknowledgement(world
     job = await world.standin.wait_for(lambda: "queued" in (world.standin.message(ix.response["id"])["content"] or ""),
                                        timeout=10, what="queued message")
     assert job
-    assert len(await bot.store.list_jobs()) == 1
+    assert len(await bot.services.store.list_jobs()) == 1
 
 
 async def test_attachments_only_from_discord_hosts_and_within_the_size_limit(world, bot_handle):
@@ -269,7 +269,7 @@ async def test_attachments_only_from_discord_hosts_and_within_the_size_limit(wor
     ix = await world.standin.invoke(world.alice, "train", channel=world.general, options={"file": big})
     await ix.wait_for_response(timeout=5)
     assert ix.ephemeral and "the limit is 0.01 MB" in ix.response["content"]
-    assert await bot.store.list_jobs() == []
+    assert await bot.services.store.list_jobs() == []
 
 
 async def test_denylisted_handles_are_never_trained_on(world, bot_handle):
@@ -277,7 +277,7 @@ async def test_denylisted_handles_are_never_trained_on(world, bot_handle):
     ix = await world.standin.invoke(world.alice, "train", channel=world.general, options={"handle": "@Someone_Private"})
     await ix.wait_for_response(timeout=5)
     assert ix.ephemeral and "do-not-train list" in ix.response["content"]
-    assert await bot.store.list_jobs() == []
+    assert await bot.services.store.list_jobs() == []
 
 
 async def test_a_failed_job_never_shows_a_secret(world, bot, monkeypatch):

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bot.curation import (
+from bot.voting import (
     APPROVED, EXPIRED, REJECTED, VOTING, VoteRules, apply_reaction, counts, decide, forced_decision,
     may_force, member_vote, net_score, next_state, state_from_reactions, tally, votes_from_state,
 )

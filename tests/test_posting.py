@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import persona_key
+
 from core.config import Config
 from bot.posting import PostingService, target_list
 from bot.scheduler import PostingScheduler
@@ -98,7 +100,7 @@ def make_service(store, tmp_path, ft=None, **posting):
 
 
 async def persona(store, targets, name="dril", **fields):
-    return await store.create_persona(name, targets=targets, **fields)
+    return await store.create_persona(fields.pop("guild_id", 0), name, targets=targets, **fields)
 
 
 async def approved(store, text, *, score=3, persona="dril", rank=None) -> int:
@@ -464,17 +466,17 @@ async def _bot_with_persona(world, bot_handle, monkeypatch, targets):
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
     bot = await bot_handle.start(config_for(world))
-    await bot.store.create_persona("dril", guild_id=world.guild.id, curation_channel_id=world.curation.id,
+    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
                                    log_channel_id=world.log.id, targets=targets)
     return bot
 
 
 async def _candidate_message(world, bot, text, score=4):
-    cid = await bot.store.add_candidate("dril", None, text, {"temperature": 1.0}, "2099-01-01T00:00:00.000000Z",
+    cid = await bot.services.store.add_candidate(persona_key(world.guild.id, "dril"), None, text, {"temperature": 1.0}, "2099-01-01T00:00:00.000000Z",
                                         created_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-    await bot.get_cog("Curation").post_unsent("dril")
-    await bot.store.update_candidate(cid, state="approved", score=score)
-    return cid, (await bot.store.get_candidate(cid))["message_id"]
+    await bot.get_cog("Curation").post_unsent(persona_key(world.guild.id, "dril"))
+    await bot.services.store.update_candidate(cid, state="approved", score=score)
+    return cid, (await bot.services.store.get_candidate(cid))["message_id"]
 
 
 def state_field(msg):
@@ -500,7 +502,7 @@ async def test_post_now_posts_edits_the_candidate_message_and_logs(world, bot_ha
     assert "posted" in state_field(msg) and f"https://x.com/dril_gpt/status/{tweet_id}" in state_field(msg)
     line = await world.standin.wait_for_message(world.log, lambda m: link in (m["content"] or ""), timeout=5)
     assert f"#{cid}" in line["content"]
-    assert (await bot.store.get_candidate(cid))["state"] == "posted"
+    assert (await bot.services.store.get_candidate(cid))["state"] == "posted"
 
 
 async def test_post_now_auth_error_pauses_and_says_so_in_the_log_channel(world, bot_handle, monkeypatch, fm):
@@ -513,9 +515,9 @@ async def test_post_now_auth_error_pauses_and_says_so_in_the_log_channel(world, 
     assert "paused" in response["content"]
     line = await world.standin.wait_for_message(world.log, lambda m: "is paused" in (m["content"] or ""), timeout=5)
     assert "/schedule resume persona:dril" in line["content"]
-    assert (await bot.store.get_candidate(cid))["state"] == "approved"
-    assert (await bot.store.get_persona("dril"))["state"] == "paused"
-    assert bot.scheduler.job_for("dril") is None  # a paused persona has no job
+    assert (await bot.services.store.get_candidate(cid))["state"] == "approved"
+    assert (await bot.services.store.get_persona(persona_key(world.guild.id, "dril")))["state"] == "paused"
+    assert bot.services.scheduler.job_for(persona_key(world.guild.id, "dril")) is None  # a paused persona has no job
     # /post now refuses while paused, ephemerally, and says what to do
     ix = await world.standin.invoke(world.alice, "post", subcommand="now", channel=world.general,
                                     options={"persona": "dril"})
@@ -545,13 +547,13 @@ async def test_queue_commands(world, bot_handle, monkeypatch):
     ix = await world.standin.invoke(world.alice, "queue", subcommand="top", channel=world.general,
                                     options={"persona": "dril", "candidate": b})
     await ix.wait_for_response()
-    assert [x["id"] for x in await bot.store.approved_queue("dril")] == [b, a, c]
+    assert [x["id"] for x in await bot.services.store.approved_queue(persona_key(world.guild.id, "dril"))] == [b, a, c]
     await world.standin.wait_for(lambda: "#1 in the posting queue" in state_field(world.standin.message(mid_b)),
                                  timeout=5, what="the new place on the message")
     ix = await world.standin.invoke(world.alice, "queue", subcommand="remove", channel=world.general,
                                     options={"persona": "dril", "candidate": c})
     await ix.wait_for_response()
-    assert [x["id"] for x in await bot.store.approved_queue("dril")] == [b, a]
+    assert [x["id"] for x in await bot.services.store.approved_queue(persona_key(world.guild.id, "dril"))] == [b, a]
     ix = await world.standin.invoke(world.alice, "queue", subcommand="remove", channel=world.general,
                                     options={"persona": "dril", "candidate": c})
     await ix.wait_for_response()
@@ -587,9 +589,9 @@ async def test_schedule_set_show_pause_resume(world, bot_handle, monkeypatch):
                                              "jitter_minutes": 0})
     await ix.wait_for_response()
     assert "Europe/Berlin" in ix.response["content"]
-    assert (await bot.store.get_persona("dril"))["schedule"] == {"cron": "30 2 * * *", "timezone": "Europe/Berlin",
+    assert (await bot.services.store.get_persona(persona_key(world.guild.id, "dril")))["schedule"] == {"cron": "30 2 * * *", "timezone": "Europe/Berlin",
                                                                  "jitter_minutes": 0.0}
-    job_time = bot.scheduler.next_run_time("dril")
+    job_time = bot.services.scheduler.next_run_time(persona_key(world.guild.id, "dril"))
     assert job_time.astimezone(dt.timezone.utc).minute == 30  # 02:30 Berlin = :30 UTC, no jitter
     ix = await world.standin.invoke(world.erin, "schedule", subcommand="show", channel=world.general,
                                     options={"persona": "dril"})
@@ -599,18 +601,18 @@ async def test_schedule_set_show_pause_resume(world, bot_handle, monkeypatch):
     ix = await world.standin.invoke(world.alice, "schedule", subcommand="pause", channel=world.general,
                                     options={"persona": "dril"})
     await ix.wait_for_response()
-    assert bot.scheduler.job_for("dril") is None and (await bot.store.get_persona("dril"))["state"] == "paused"
+    assert bot.services.scheduler.job_for(persona_key(world.guild.id, "dril")) is None and (await bot.services.store.get_persona(persona_key(world.guild.id, "dril")))["state"] == "paused"
     ix = await world.standin.invoke(world.alice, "schedule", subcommand="resume", channel=world.general,
                                     options={"persona": "dril"})
     await ix.wait_for_response()
-    assert bot.scheduler.job_for("dril") is not None and (await bot.store.get_persona("dril"))["state"] == "active"
+    assert bot.services.scheduler.job_for(persona_key(world.guild.id, "dril")) is not None and (await bot.services.store.get_persona(persona_key(world.guild.id, "dril")))["state"] == "active"
 
 
 
 async def test_a_stored_schedule_that_stopped_working_is_refused_with_what_to_do(world, bot_handle, monkeypatch):
     # E.g. a time zone that a tzdata update renamed, or a hand-edited database.
     bot = await _bot_with_persona(world, bot_handle, monkeypatch, [{"platform": "outbox"}])
-    await bot.store.update_persona("dril", state="paused",
+    await bot.services.store.update_persona(persona_key(world.guild.id, "dril"), state="paused",
                                    schedule={"cron": "0 9 * * *", "timezone": "Mars/Olympus"})
     for sub in ("show", "resume"):
         ix = await world.standin.invoke(world.alice, "schedule", subcommand=sub, channel=world.general,
@@ -618,7 +620,7 @@ async def test_a_stored_schedule_that_stopped_working_is_refused_with_what_to_do
         await ix.wait_for_response()
         assert ix.ephemeral and "does not work" in ix.response["content"]
         assert "/schedule set" in ix.response["content"]
-    assert (await bot.store.get_persona("dril"))["state"] == "paused"
+    assert (await bot.services.store.get_persona(persona_key(world.guild.id, "dril")))["state"] == "paused"
 
 
 # ======================================================================= CLI
@@ -635,7 +637,7 @@ def test_cli_queue_and_post_now(tmp_path):
 
     async def setup():
         s = await Store.open(data / "parodybot.sqlite3")
-        await s.create_persona("dril", targets=[{"platform": "outbox"}])
+        await s.create_persona(0, "dril", targets=[{"platform": "outbox"}])
         ids = [await approved(s, "low", score=1), await approved(s, "high", score=9)]
         await s.close()
         return ids

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import persona_key
+
 from core import contract
 from core.config import Config
 from bot.posting import PostingService
@@ -64,11 +66,11 @@ async def db_state(data_dir: Path, cid: int) -> tuple[str, list[tuple[str, str]]
 async def test_sigkill_after_publish_never_posts_twice_and_operators_are_told(world, data_dir, bot_handle, fake_x,
                                                                               monkeypatch):
     store = await Store.open(data_dir / "parodybot.sqlite3")
-    await store.create_persona("dril", guild_id=world.guild.id, curation_channel_id=world.curation.id,
+    await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
                                log_channel_id=world.log.id,
                                targets=[{"platform": "x", "credentials": "DRIL_X", "base_url": fake_x.url,
                                          "timeout": 5}])
-    cid = await store.add_candidate("dril", None, TEXT, {}, "2099-01-01T00:00:00.000000Z",
+    cid = await store.add_candidate(persona_key(world.guild.id, "dril"), None, TEXT, {}, "2099-01-01T00:00:00.000000Z",
                                     created_at="2026-01-01T00:00:00.000000Z")
     await store.update_candidate(cid, state="approved", score=3)
     await store.close()
@@ -109,20 +111,20 @@ async def test_sigkill_after_publish_never_posts_twice_and_operators_are_told(wo
                                     options={"candidate": cid, "outcome": "requeue"})
     await ix.wait_for_response()
     assert "back in the queue" in ix.response["content"]
-    assert (await bot.store.get_candidate(cid))["state"] == "approved"
+    assert (await bot.services.store.get_candidate(cid))["state"] == "approved"
     ix = await world.standin.invoke(world.alice, "post", subcommand="now", channel=world.general,
                                     options={"persona": "dril"})
     response = await ix.wait_for_response(timeout=10)
     assert "duplicate" in response["content"]
     assert list(fake_x.tweets.values()) == [TEXT] and len(fake_x.requests_to("/2/tweets")) == 2
-    assert (await bot.store.get_candidate(cid))["state"] == "posted"
+    assert (await bot.services.store.get_candidate(cid))["state"] == "posted"
 
 
 async def test_a_crash_found_at_bot_start_and_resolved_as_posted(world, data_dir, bot_handle):
     store = await Store.open(data_dir / "parodybot.sqlite3")
-    await store.create_persona("dril", guild_id=world.guild.id, log_channel_id=world.log.id,
+    await store.create_persona(world.guild.id, "dril", log_channel_id=world.log.id,
                                targets=[{"platform": "outbox"}, {"platform": "x", "credentials": "NONE_SET"}])
-    cid = await store.add_candidate("dril", None, "half done", {}, "2099-01-01T00:00:00.000000Z",
+    cid = await store.add_candidate(persona_key(world.guild.id, "dril"), None, "half done", {}, "2099-01-01T00:00:00.000000Z",
                                     created_at="2026-01-01T00:00:00.000000Z")
     # What a run killed mid-way leaves: claimed, the outbox answer recorded, X's not.
     await store.update_candidate(cid, state="posting")
@@ -134,16 +136,16 @@ async def test_a_crash_found_at_bot_start_and_resolved_as_posted(world, data_dir
     bot = await bot_handle.start(config_for(world))
     line = await world.standin.wait_for_message(world.log, lambda m: "interrupted" in (m["content"] or ""), timeout=10)
     assert "sending it to x" in line["content"]
-    cand = await bot.store.get_candidate(cid)
+    cand = await bot.services.store.get_candidate(cid)
     assert cand["state"] == "failed"
-    assert {p["platform"]: p["state"] for p in await bot.store.posts_for(cid)} == {"outbox": "posted", "x": "unknown"}
+    assert {p["platform"]: p["state"] for p in await bot.services.store.posts_for(cid)} == {"outbox": "posted", "x": "unknown"}
 
     ix = await world.standin.invoke(world.alice, "post", subcommand="resolve", channel=world.general,
                                     options={"candidate": cid, "outcome": "posted"})
     await ix.wait_for_response()
     assert "marked posted" in ix.response["content"]
-    assert (await bot.store.get_candidate(cid))["state"] == "posted"
-    assert {p["platform"]: p["state"] for p in await bot.store.posts_for(cid)} == {"outbox": "posted", "x": "posted"}
+    assert (await bot.services.store.get_candidate(cid))["state"] == "posted"
+    assert {p["platform"]: p["state"] for p in await bot.services.store.posts_for(cid)} == {"outbox": "posted", "x": "posted"}
     # Resolving again is refused, ephemerally, saying why.
     ix = await world.standin.invoke(world.alice, "post", subcommand="resolve", channel=world.general,
                                     options={"candidate": cid, "outcome": "posted"})
@@ -155,7 +157,7 @@ async def test_a_run_in_another_process_is_not_mistaken_for_a_crash(tmp_path):
     """While one run holds the persona's lock, another finds it busy and leaves its candidate alone."""
     store = await Store.open(tmp_path / "data" / "parodybot.sqlite3")
     try:
-        await store.create_persona("dril", targets=[{"platform": "outbox"}])
+        await store.create_persona(0, "dril", targets=[{"platform": "outbox"}])
         service = PostingService(store, Config(), data_dir=tmp_path / "data")
         other = PostingService(store, Config(), data_dir=tmp_path / "data")  # another process's service
         async with other.run_lock("dril") as held:

@@ -89,8 +89,8 @@ async def test_a_worker_on_another_machine_takes_jobs_over_redis(tmp_path, redis
     config.write_text(f'[queue]\nurl = "{redis_url}"\n')
     worker = WorkerProcess(tmp_path / "gpu-box", config).start()
     try:
-        payload = {"persona": "jokes", "source": "csv", "file_name": "jokes.csv",
-                   "file_b64": __import__("base64").b64encode(CORPUS.read_bytes()).decode()}
+        payload = contract.ImportRequest(job_id=1, persona="jokes", source="csv", file_name="jokes.csv",
+                                         file_b64=__import__("base64").b64encode(CORPUS.read_bytes()).decode()).to_json()
         task_id = contract.enqueue(bot_side, contract.IMPORT, payload)
         for _ in range(600):
             record = contract.read_progress(bot_side, task_id)

@@ -153,7 +153,7 @@ class Clock:
      utc(2026, 3, 27, 12, 0), utc(2026, 3, 30, 12, 0), 3),
 ])
 async def test_downtime_across_three_runs_posts_exactly_once_at_start(store, tmp_path, schedule, last_run, now, missed):
-    await store.create_persona("dril", targets=[{"platform": "outbox"}], schedule=schedule,
+    await store.create_persona(0, "dril", targets=[{"platform": "outbox"}], schedule=schedule,
                                last_run_at=last_run.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
     for i in range(5):
         await approved(store, f"candidate {i}")
@@ -180,7 +180,7 @@ async def test_downtime_across_three_runs_posts_exactly_once_at_start(store, tmp
 
 
 async def test_a_new_persona_gets_its_last_run_set_and_no_catch_up(store, tmp_path):
-    await store.create_persona("dril", targets=[{"platform": "outbox"}])
+    await store.create_persona(0, "dril", targets=[{"platform": "outbox"}])
     await approved(store, "not yet")
     cfg = Config()
     service = PostingService(store, cfg, data_dir=tmp_path / "data")
@@ -197,7 +197,7 @@ async def test_a_new_persona_gets_its_last_run_set_and_no_catch_up(store, tmp_pa
 
 async def test_apscheduler_fires_the_job_and_pausing_stops_it(store, tmp_path):
     # Every 0.6 s (0.01 min) without jitter, so the real engine fires within the test.
-    await store.create_persona("dril", targets=[{"platform": "outbox"}],
+    await store.create_persona(0, "dril", targets=[{"platform": "outbox"}],
                                schedule={"interval_minutes": 0.01, "jitter_minutes": 0})
     for i in range(10):
         await approved(store, f"tick {i}")
@@ -225,7 +225,7 @@ async def test_apscheduler_fires_the_job_and_pausing_stops_it(store, tmp_path):
         assert len(outbox(tmp_path)) == count  # paused: no more runs
         # A schedule change is picked up by sync, a new persona too.
         await store.update_persona("dril", state="active", schedule={"cron": "0 9 * * *", "timezone": BERLIN})
-        await store.create_persona("weirdal", targets=[{"platform": "outbox"}])
+        await store.create_persona(0, "weirdal", targets=[{"platform": "outbox"}])
         await sched.sync()
         assert sched.next_run_time("dril").astimezone(UTC).hour in (7, 8)  # 09:00 Berlin (+ jitter)
         assert sched.job_for("weirdal") is not None
@@ -237,7 +237,7 @@ async def test_apscheduler_fires_the_job_and_pausing_stops_it(store, tmp_path):
 
 
 async def test_a_long_rate_limit_schedules_a_retry_at_the_reset(store, tmp_path):
-    await store.create_persona("dril", targets=[{"platform": "outbox"}],
+    await store.create_persona(0, "dril", targets=[{"platform": "outbox"}],
                                schedule={"cron": "0 0 29 2 *", "timezone": "UTC", "jitter_minutes": 0})
     cfg = Config()
     service = PostingService(store, cfg, data_dir=tmp_path / "data")
@@ -262,7 +262,7 @@ async def test_a_long_rate_limit_schedules_a_retry_at_the_reset(store, tmp_path)
 async def test_a_missed_run_and_a_retry_due_while_down_make_one_run_at_start(store, tmp_path):
     # Down from 08:00 to 07:00 the next day: three runs missed, and the retry of a
     # rate-limited run (due at 10:00) too. One run at start covers them all.
-    await store.create_persona("dril", targets=[{"platform": "outbox"}],
+    await store.create_persona(0, "dril", targets=[{"platform": "outbox"}],
                                schedule={"cron": "0 9,13,19 * * *", "timezone": "UTC", "jitter_minutes": 0},
                                last_run_at="2026-03-02T08:00:00.000000Z", retry_at="2026-03-02T10:00:00.000000Z")
     for i in range(3):

@@ -16,7 +16,7 @@ async def test_member_runs_status_and_sees_the_answer(world, bot):
 
 async def test_status_shows_a_worker_that_beats(world, bot):
     # What a worker does every few seconds, through the same queue.
-    contract.beat(bot.queue, {"busy": ["train dril"]})
+    contract.beat(bot.services.queue, {"busy": ["train dril"]})
     ix = await world.standin.invoke(world.erin, "status", channel=world.general)
     await ix.wait_for_response(timeout=5)
     fields = {f["name"]: f["value"] for f in ix.response["embeds"][0]["fields"]}

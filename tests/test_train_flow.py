@@ -5,6 +5,8 @@ from importlib import resources
 
 import pytest
 
+from core.contract import persona_key
+
 CORPUS = resources.files("core.data").joinpath("demo_corpus.csv").read_bytes()
 
 
@@ -37,7 +39,7 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
     assert png and png[0]["data"].startswith(b"\x89PNG")
     samples = final["embeds"][0]
     assert samples["title"] == "Sample outputs" and len(samples["fields"]) == 3
-    job = (await bot.store.list_jobs())[0]
+    job = (await bot.services.store.list_jobs())[0]
     assert job["state"] == "done" and job["result"]["steps_done"] == 30
 
 
@@ -59,7 +61,7 @@ async def test_cancel_a_running_training(world, bot, worker):
         lambda: (m := job_message(world, ix.response["id"])) and "cancelled" in m["content"] and m,
         timeout=120, what="the job to be cancelled")
     assert "checkpoint saved" in final["content"]
-    assert (await bot.store.get_job(1))["state"] == "cancelled"
+    assert (await bot.services.store.get_job(1))["state"] == "cancelled"
 
 
 @pytest.mark.timeout(300)
@@ -74,7 +76,8 @@ async def test_a_sigkilled_worker_resumes_training_from_its_last_checkpoint(worl
                                         options={"persona": "jokes", "steps": 60, "model": "tiny",
                                                  "file": ("jokes.csv", CORPUS, "text/csv")})
         await ix.wait_for_response(timeout=5)
-        run_dir = data_dir / "worker" / "checkpoint" / "jokes.run"
+        key = persona_key(world.guild.id, "jokes")  # the worker's folders are named by the persona's key
+        run_dir = data_dir / "worker" / "checkpoint" / f"{key}.run"
 
         def saved_step():
             counter = run_dir / "counter"
@@ -84,17 +87,17 @@ async def test_a_sigkilled_worker_resumes_training_from_its_last_checkpoint(worl
         worker.kill()  # SIGKILL the worker and its training child
         killed_at = saved_step()
         assert killed_at < 60
-        assert not (data_dir / "worker" / "checkpoint" / "jokes").exists()  # the working checkpoint is untouched
+        assert not (data_dir / "worker" / "checkpoint" / key).exists()  # the working checkpoint is untouched
 
         worker = WorkerProcess(data_dir, config).start()  # a restarted worker picks the job up again
         final = await world.standin.wait_for(
             lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
             timeout=200, what="the resumed run to finish")
         assert "done:" in final["content"], final["content"] + worker.output()[-2000:]
-        job = await bot.store.get_job(1)
+        job = await bot.services.store.get_job(1)
         assert job["result"]["resumed_from"] >= killed_at >= 10
         assert job["result"]["steps_done"] == 60
-        assert (data_dir / "worker" / "checkpoint" / "jokes").is_dir()
+        assert (data_dir / "worker" / "checkpoint" / key).is_dir()
     finally:
         worker.stop()
 

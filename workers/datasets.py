@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, TextIO
 
-from core.contract import BadInput, check_persona_name
+from core.contract import BadInput, persona_label, check_persona_key
 
 from workers.cleaning import CleanOptions, clean
 from workers.sources import get_source
@@ -31,7 +31,7 @@ HEADER = "tweets"
 
 
 def dataset_dir(worker_dir: Path, persona: str) -> Path:
-    check_persona_name(persona)
+    check_persona_key(persona)
     root = (Path(worker_dir) / DATASETS_DIR).resolve()
     path = (root / persona).resolve()
     if path.parent != root:  # cannot happen with a checked name; belt and braces
@@ -95,7 +95,7 @@ def import_dataset(
         raise BadInput(f"no posts left after cleaning {len(raw)} from {src.name} (dropped: {dropped})")
     if chars < min_chars:
         raise BadInput(
-            f"too little text for {persona}: {len(result.kept)} posts, {chars:,} characters after cleaning "
+            f"too little text for {persona_label(persona)}: {len(result.kept)} posts, {chars:,} characters after cleaning "
             f"(dropped: {dropped}); at least {min_chars:,} are needed. Add more posts (another source or "
             "a bigger file)"
         )
@@ -123,7 +123,7 @@ def import_dataset(
 def _csv_path(worker_dir: Path, persona: str) -> Path:
     path = dataset_dir(worker_dir, persona) / CSV_NAME
     if not path.is_file():
-        raise BadInput(f"no dataset for {persona} yet: run `parodybot import` or /train {persona} first")
+        raise BadInput(f"no dataset for {persona_label(persona)} yet: run `parodybot import` or /train {persona_label(persona)} first")
     return path
 
 
@@ -133,7 +133,7 @@ def load_texts(worker_dir: Path, persona: str) -> list[str]:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header != [HEADER]:
-            raise BadInput(f"the dataset of {persona} is damaged (header {header!r}); import it again")
+            raise BadInput(f"the dataset of {persona_label(persona)} is damaged (header {header!r}); import it again")
         return [row[0] for row in reader if row]
 
 

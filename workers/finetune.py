@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from core.contract import BadInput, WorkFailed, check_persona_name
+from core.contract import BadInput, persona_label, WorkFailed, check_persona_key
 from workers.models import DOWNLOAD_URL, resolve_model
 from workers.tiny_model import END_TOKEN, START_TOKEN, model_info
 
@@ -69,11 +69,11 @@ def checkpoint_root(worker_dir: Path) -> Path:
 
 
 def run_dir_for(worker_dir: Path, persona: str) -> Path:
-    return checkpoint_root(worker_dir) / (check_persona_name(persona) + RUN_SUFFIX)
+    return checkpoint_root(worker_dir) / (check_persona_key(persona) + RUN_SUFFIX)
 
 
 def dataset_path(worker_dir: Path, persona: str) -> Path:
-    return Path(worker_dir) / "datasets" / check_persona_name(persona) / "dataset.csv"
+    return Path(worker_dir) / "datasets" / check_persona_key(persona) / "dataset.csv"
 
 
 def working_checkpoint(worker_dir: Path, persona: str) -> Path | None:
@@ -81,7 +81,7 @@ def working_checkpoint(worker_dir: Path, persona: str) -> Path | None:
     ``checkpoint_dir=<worker_dir>/checkpoint, run_name=<persona>``), or None
     before the first finished run."""
     recover_checkpoints(worker_dir, persona)
-    path = checkpoint_root(worker_dir) / check_persona_name(persona)
+    path = checkpoint_root(worker_dir) / check_persona_key(persona)
     return path if (path / "checkpoint").is_file() else None
 
 
@@ -101,7 +101,7 @@ def _write_json(path: Path, data: dict) -> None:
 def recover_checkpoints(worker_dir: Path, persona: str) -> None:
     """Finish or roll back a working-checkpoint swap that a crash interrupted."""
     root = checkpoint_root(worker_dir)
-    working = root / check_persona_name(persona)
+    working = root / check_persona_key(persona)
     run = root / (persona + RUN_SUFFIX)
     old = root / (persona + OLD_SUFFIX)
     run_complete = _read_json(run / "run.json").get("complete", False)
@@ -185,7 +185,7 @@ def check_dataset(csv_path: Path, model_path: Path, *, persona: str = "") -> dic
                 chars += len(text)
                 tokens += len(enc.encode(text))
     if tokens <= WINDOW:
-        who = f"for {persona} " if persona else ""
+        who = f"for {persona_label(persona)} " if persona else ""
         per_post = tokens / posts if posts else 0
         more = math.ceil((WINDOW + 1 - tokens) / per_post) if per_post else None
         raise BadInput(
@@ -273,7 +273,7 @@ def run_training(
     little data) and ``TrainingFailed`` when the child fails.
     """
     t_start = time.time()
-    persona = check_persona_name(persona)
+    persona = check_persona_key(persona)
     steps = _check_int("steps", steps, 1, MAX_STEPS)
     batch_size = _check_int("batch_size", batch_size, 1, 64)
     sample_count = _check_int("sample_count", sample_count, 0, 64)
@@ -294,7 +294,7 @@ def run_training(
     worker_dir = Path(worker_dir).resolve()
     data = dataset_path(worker_dir, persona)
     if not data.is_file():
-        raise BadInput(f"there is no dataset for {persona} yet: fetch or import posts first")
+        raise BadInput(f"there is no dataset for {persona_label(persona)} yet: fetch or import posts first")
     root = checkpoint_root(worker_dir)
     root.mkdir(parents=True, exist_ok=True)
     logs = worker_dir / "logs"

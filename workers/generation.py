@@ -23,7 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
-from core.contract import BadInput, check_persona_name
+from core.contract import BadInput, persona_label, check_persona_key
 from workers.filters import FILTERS, Blocklist, NearCopyIndex, filter_candidates, normalize
 
 DEFAULT_BATCH = 20  # the seed notebook's batch_size
@@ -78,7 +78,7 @@ class GenerationService:
         its fixed-size loop is built for the service's ``batch_size``."""
         from workers.sampler import Sampler
 
-        persona = check_persona_name(persona)
+        persona = check_persona_key(persona)
         path = _checkpoint_dir(self.worker_dir, persona)
         sig = _checkpoint_signature(path)
         for _ in range(20):  # a training run may be swapping the directory right now
@@ -94,11 +94,11 @@ class GenerationService:
             if cached is not None:
                 self._samplers.pop(persona)[1].close()
             if sig is None:
-                raise BadInput(f"{persona} has no trained model yet: train it first (/train {persona})")
+                raise BadInput(f"{persona_label(persona)} has no trained model yet: train it first (/train {persona_label(persona)})")
             try:
                 sampler = Sampler(path, threads=self.threads, seed=self.seed, batch_size=self.batch_size)
             except FileNotFoundError:
-                raise BadInput(f"{persona} has no usable checkpoint: train it first (/train {persona})") from None
+                raise BadInput(f"{persona_label(persona)} has no usable checkpoint: train it first (/train {persona_label(persona)})") from None
             self.loads += 1
             self._samplers[persona] = (sig, sampler)
             while len(self._samplers) > self.max_loaded:
@@ -187,7 +187,7 @@ class GenerationService:
         from core.textlimits import limit_for
 
         t0 = time.perf_counter()
-        persona = check_persona_name(persona)
+        persona = check_persona_key(persona)
         n = _int("n", n, 1, MAX_N)
         length = _int("length", length, 1, 1023)
         batch_size = _int("batch_size", batch_size if batch_size is not None else self.batch_size, 1, 512)
@@ -212,8 +212,8 @@ class GenerationService:
         data = self._dataset(persona)
         if data is None and not allow_missing_dataset:
             raise BadInput(
-                f"{persona} has no dataset on this worker, so candidates cannot be checked against the "
-                f"real posts (verbatim and near copies): import the posts again (/train {persona})"
+                f"{persona_label(persona)} has no dataset on this worker, so candidates cannot be checked against the "
+                f"real posts (verbatim and near copies): import the posts again (/train {persona_label(persona)})"
             )
         t_load = time.perf_counter()
         sampler = self.sampler(persona)

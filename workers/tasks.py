@@ -12,6 +12,7 @@ import logging
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from core import contract
@@ -63,20 +64,25 @@ class Tasks:
 
     def busy(self) -> list[str]:
         with self._lock:
-            return [f"{kind} {persona}" for kind, persona in self._busy.values()]
+            return [f"{kind} {contract.persona_label(persona)}" for kind, persona in self._busy.values()]
 
     def _wrap(self, kind: str, fn):
         def run(payload: dict, task_id: str) -> dict:
-            persona = contract.check_persona_name(payload.get("persona", ""))
+            try:
+                request = contract.REQUESTS[kind].from_json(payload)
+                persona = contract.check_persona_key(request.persona)
+            except contract.BadInput as exc:  # nothing to run: say so instead of crashing the consumer
+                contract.put_progress(self.huey, task_id, {"state": contract.FAILED, "kind": kind, "error": str(exc)})
+                return {"state": contract.FAILED, "error": str(exc)}
             marker = self.worker_dir / "runs" / f"{task_id}.json"
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(json.dumps({"id": task_id, "task": kind, "payload": payload}), encoding="utf-8")
             with self._lock:
                 self._busy[task_id] = (kind, persona)
             progress = Progress(self.huey, task_id, kind, persona)
-            progress.update(force=True, resumed=bool(payload.get("resumed")))
+            progress.update(force=True, resumed=request.resumed)
             try:
-                result = fn(payload, task_id, progress)
+                result = fn(request, task_id, progress).to_json()
             except (contract.BadInput, contract.WorkFailed) as exc:
                 message = redact(str(exc).split("\n--- last lines")[0])  # the log tail stays in the log
                 progress.update(force=True, state=contract.FAILED, error=message)
@@ -90,65 +96,62 @@ class Tasks:
                 with self._lock:
                     self._busy.pop(task_id, None)
                 marker.unlink(missing_ok=True)
-            state = result.get("state", contract.DONE)
-            progress.update(force=True, state=state, phase=state, result=result)
-            return dict(result, state=state)
+            progress.update(force=True, state=result["state"], phase=result["state"], result=result)
+            return result
 
         return run
 
     # --- import ------------------------------------------------------------
 
-    def _import(self, payload: dict, progress: Progress) -> dict:
+    def _import(self, request: contract.ImportRequest, progress: Progress) -> contract.DatasetSummary:
         from workers.cleaning import CleanOptions
         from workers.datasets import import_dataset
 
-        options = CleanOptions(**payload.get("clean", {}))
+        options = CleanOptions(**request.clean.to_json())
         file_path = None
         tmp = None
-        if payload.get("file_b64"):
+        if request.file_b64:
             # An attachment the bot fetched from Discord: it travels in the payload.
             tmp = tempfile.TemporaryDirectory(dir=self.worker_dir)
-            name = Path(payload.get("file_name") or "upload").name
+            name = Path(request.file_name or "upload").name
             file_path = Path(tmp.name) / name
-            file_path.write_bytes(base64.b64decode(payload["file_b64"]))
+            file_path.write_bytes(base64.b64decode(request.file_b64))
         try:
             progress.update(force=True, phase="fetching", fetched=0)
             summary = import_dataset(
-                self.worker_dir, payload["persona"], payload["source"],
-                file=file_path, handle=payload.get("handle"), base_url=payload.get("base_url"),
+                self.worker_dir, request.persona, request.source,
+                file=file_path, handle=request.handle, base_url=request.base_url,
                 options=options, on_progress=lambda n: progress.update(phase="fetching", fetched=n),
             )
         finally:
             if tmp:
                 tmp.cleanup()
         progress.update(force=True, phase="cleaned", kept=summary["kept"], dropped=summary["dropped"])
-        return summary
+        return contract.DatasetSummary.from_json(summary, strict=False)
 
-    def import_dataset(self, payload: dict, task_id: str, progress: Progress) -> dict:
-        return {"dataset": self._import(payload, progress)}
+    def import_dataset(self, request: contract.ImportRequest, task_id: str, progress: Progress) -> contract.ImportResult:
+        return contract.ImportResult(contract.DONE, self._import(request, progress))
 
     # --- train -------------------------------------------------------------
 
-    def train(self, payload: dict, task_id: str, progress: Progress) -> dict:
+    def train(self, request: contract.TrainRequest, task_id: str, progress: Progress) -> contract.TrainResult:
         from workers.finetune import run_training
 
         dataset = None
-        if payload.get("source") and not payload.get("resumed"):
-            dataset = self._import(payload, progress)
+        if request.source and not request.resumed:
+            dataset = self._import(request.import_request(), progress)
         progress.update(force=True, phase="loading")
         result = run_training(
-            self.worker_dir, payload["persona"],
-            steps=int(payload.get("steps") or self.cfg.training.steps),
-            model=payload.get("model") or self.cfg.worker.default_model,
-            learning_rate=payload.get("learning_rate") or self.cfg.training.learning_rate,
-            save_every=int(payload.get("save_every") or self.cfg.training.save_every),
+            self.worker_dir, request.persona,
+            steps=request.steps or self.cfg.training.steps,
+            model=request.model or self.cfg.worker.default_model,
+            learning_rate=request.learning_rate or self.cfg.training.learning_rate,
+            save_every=request.save_every or self.cfg.training.save_every,
             job_id=task_id,
             on_event=progress.training_event,
             should_cancel=lambda: contract.cancel_requested(self.huey, task_id),
         )
-        if dataset:
-            result["dataset"] = dataset
-        return result
+        return replace(contract.TrainResult.from_json(dict(result, dataset=None), strict=False), dataset=dataset)
 
     # --- generate ----------------------------------------------------------
 
@@ -159,16 +162,17 @@ class Tasks:
             self._generation = GenerationService(self.worker_dir, max_loaded=self.cfg.worker.loaded_models)
         return self._generation
 
-    def generate(self, payload: dict, task_id: str, progress: Progress) -> dict:
+    def generate(self, request: contract.GenerateRequest, task_id: str, progress: Progress) -> contract.GenerateResult:
         progress.update(force=True, phase="generating")
         gen = self.cfg.generation
-        return self.generation().generate(
-            payload["persona"],
-            int(payload.get("count") or gen.count),
-            temperature=float(payload.get("temperature") or gen.temperature),
-            top_p=float(payload.get("top_p") or gen.top_p),
-            length=int(payload.get("length") or gen.length),
-            platforms=tuple(payload.get("platforms") or ("x",)),
-            blocklist=tuple(payload.get("blocklist") or gen.blocklist),
-            earlier_candidates=tuple(payload.get("earlier_candidates") or ()),
+        result = self.generation().generate(
+            request.persona,
+            request.count or gen.count,
+            temperature=request.temperature or gen.temperature,
+            top_p=request.top_p or gen.top_p,
+            length=request.length or gen.length,
+            platforms=tuple(request.platforms or ("x",)),
+            blocklist=tuple(request.blocklist or gen.blocklist),
+            earlier_candidates=tuple(request.earlier_candidates),
         )
+        return contract.GenerateResult.from_json(dict(result, state=contract.DONE), strict=False)

@@ -101,7 +101,7 @@ def make_publisher(target: Mapping[str, Any], env: Mapping[str, str], data_dir: 
     (``CredentialsMissing`` naming the missing variables) when it cannot."""
     platform = normalize_platform(target.get("platform"))
     if platform == "outbox":
-        return OutboxPublisher(data_dir, persona=target.get("persona"))
+        return OutboxPublisher(data_dir, persona=target.get("persona"), guild_id=target.get("guild_id"))
     timeout = _timeout(target, platform)
     if platform == "x":
         from .x import CREDENTIAL_NAMES, XPublisher

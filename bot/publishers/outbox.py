@@ -33,16 +33,18 @@ def _lock_for(path: Path) -> threading.Lock:
 class OutboxPublisher:
     platform = "outbox"
 
-    def __init__(self, data_dir: Path | str, *, filename: str = "outbox.jsonl", persona: str | None = None):
+    def __init__(self, data_dir: Path | str, *, filename: str = "outbox.jsonl", persona: str | None = None,
+                 guild_id: int | None = None):
         self.path = Path(data_dir) / filename
         self.persona = persona
+        self.guild_id = guild_id  # two servers may each have a persona of that name
 
     def __repr__(self) -> str:
         return f"OutboxPublisher(path={str(self.path)!r})"
 
     async def publish(self, text: str) -> PostResult:
         post_id = str(uuid.uuid4())
-        record: dict[str, str] = {
+        record: dict[str, str | int] = {
             "platform": "outbox",
             "id": post_id,
             "text": text,
@@ -50,6 +52,8 @@ class OutboxPublisher:
         }
         if self.persona:
             record["persona"] = self.persona
+        if self.guild_id:
+            record["guild_id"] = self.guild_id
         line = json.dumps(record, ensure_ascii=False) + "\n"
         try:
             await asyncio.to_thread(self._append, line)

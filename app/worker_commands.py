@@ -1,7 +1,8 @@
 """The worker's admin commands (`parodybot import|dataset|train|generate|model`).
 
 They run the worker's services in this process; the heavy modules are
-imported inside each command, so `parodybot --help` stays light.
+imported inside each command, so `parodybot --help` stays light. A PERSONA
+argument is NAME or GUILD_ID/NAME (app/persona_ref.py).
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import click
 
 from core.clitools import emit, json_option, with_config
 from core.config import Config
-from core.contract import BadInput
+from core.contract import BadInput, persona_label
+from app.persona_ref import worker_key
 
 def _progress_printer(as_json: bool):
     """Human progress on stderr (stdout stays one JSON object with --json)."""
@@ -38,11 +40,10 @@ def _progress_printer(as_json: bool):
 @json_option
 def import_command(cfg: Config, persona, source, file, handle, api, keep_replies, strip_mentions, strip_hashtags, as_json):
     """Fetch and clean a persona's posts into the worker's dataset."""
-    from core.contract import check_persona_name
     from workers.cleaning import CleanOptions
     from workers.datasets import import_dataset
 
-    check_persona_name(persona)
+    persona = worker_key(cfg, persona)
     if source in ("csv", "archive") and not file:
         raise BadInput(f"--source {source} needs --file PATH")
     if source in ("x", "bluesky", "mastodon", "twint") and not handle:
@@ -50,7 +51,7 @@ def import_command(cfg: Config, persona, source, file, handle, api, keep_replies
     options = CleanOptions(drop_replies=not keep_replies, strip_mentions=strip_mentions, strip_hashtags=strip_hashtags)
     summary = import_dataset(cfg.worker_dir, persona, source, file=file, handle=handle, base_url=api, options=options)
     dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
-    emit(summary, as_json, f"{persona}: kept {summary['kept']} posts ({summary['chars']:,} characters); dropped {dropped}")
+    emit(summary, as_json, f"{persona_label(persona)}: kept {summary['kept']} posts ({summary['chars']:,} characters); dropped {dropped}")
 
 
 @click.group("dataset")
@@ -63,10 +64,9 @@ def dataset_group() -> None:
 @with_config
 def dataset_export(cfg: Config, persona) -> None:
     """Print the cleaned dataset as a one-column CSV (header `tweets`)."""
-    from core.contract import check_persona_name
     from workers.datasets import export_csv
 
-    check_persona_name(persona)
+    persona = worker_key(cfg, persona)
     export_csv(cfg.worker_dir, persona, sys.stdout)
 
 
@@ -79,17 +79,16 @@ def dataset_export(cfg: Config, persona) -> None:
 @json_option
 def train_command(cfg: Config, persona, steps, model, learning_rate, as_json) -> None:
     """Finetune on the persona's dataset (run `parodybot import` first)."""
-    from core.contract import check_persona_name
     from workers.finetune import run_training
 
-    check_persona_name(persona)
+    persona = worker_key(cfg, persona)
     steps = cfg.training.steps if steps is None else steps
     result = run_training(
         cfg.worker_dir, persona, steps=steps, model=model or cfg.worker.default_model,
         learning_rate=learning_rate or cfg.training.learning_rate, save_every=cfg.training.save_every,
         job_id="cli", on_event=_progress_printer(as_json), should_cancel=lambda: False,
     )
-    emit(result, as_json, f"{persona}: {result['state']} after {result['steps_done']} steps, final loss {result['final_loss']:.3f}\n"
+    emit(result, as_json, f"{persona_label(persona)}: {result['state']} after {result['steps_done']} steps, final loss {result['final_loss']:.3f}\n"
          + "\n".join(f"  sample: {s}" for s in result.get("samples", [])))
 
 
@@ -105,10 +104,9 @@ def train_command(cfg: Config, persona, steps, model, learning_rate, as_json) ->
 @json_option
 def generate_command(cfg: Config, persona, count, temperature, top_p, length, platforms, as_json) -> None:
     """Generate filtered candidates with the persona's model."""
-    from core.contract import check_persona_name
     from workers.generation import GenerationService
 
-    check_persona_name(persona)
+    persona = worker_key(cfg, persona)
     gen = cfg.generation
     result = GenerationService(cfg.worker_dir, max_loaded=1).generate(
         persona, count or gen.count,

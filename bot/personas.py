@@ -1,0 +1,218 @@
+"""Personas: what the persona commands do, for any frontend (no Discord in here).
+
+Every persona belongs to the guild it was created in. Each method takes the
+guild a request comes from, and another guild's persona is "not found",
+never shown or changed. A frontend passes plain ids and values.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Mapping
+
+from bot import voting
+from bot.candidates import rules_for
+from bot.scheduler import BadSchedule, PostingScheduler, Schedule, make_schedule
+from bot.store import Store
+from core.clock import iso, utcnow
+from core.config import Config
+from core.contract import BadInput, check_persona_name
+
+PLATFORMS = ("x", "bluesky", "mastodon", "outbox")
+SOURCES = ("x", "bluesky", "mastodon", "csv", "archive", "twint")
+MODELS = ("tiny", "124M", "355M")
+
+
+class NotFound(BadInput):
+    """The guild has no such persona (or the thing asked for is another guild's)."""
+
+
+def persona_name_for(handle: str) -> str:
+    """dril -> dril; @Some.One@mastodon.social -> some_one; bsky handles keep their first label."""
+    name = handle.strip().lstrip("@").split("@")[0].split(".")[0].lower()
+    return re.sub(r"[^a-z0-9_]", "_", name)[:32]
+
+
+def parse_targets(text: str) -> list[dict]:
+    """'x:DRIL_X, bluesky:DRIL_BSKY, mastodon:DRIL_MASTO@https://mastodon.social, outbox'."""
+    targets = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        platform, _, rest = part.partition(":")
+        platform = platform.strip().lower()
+        if platform not in PLATFORMS:
+            raise BadInput(f"unknown platform {platform!r} in targets: use {', '.join(PLATFORMS)}")
+        credentials, _, base_url = rest.partition("@")
+        credentials = credentials.strip()
+        if platform != "outbox" and not credentials:
+            raise BadInput(
+                f"{platform} needs the prefix of its environment variables, e.g. {platform}:DRIL_{platform.upper()[:4]}"
+            )
+        if credentials and not credentials.replace("_", "").isalnum():
+            raise BadInput(f"{credentials!r} is not an environment variable prefix (letters, digits, _)")
+        target = {"platform": platform}
+        if credentials:
+            target["credentials"] = credentials.upper()
+        if base_url.strip():
+            target["base_url"] = base_url.strip()
+        targets.append(target)
+    if not targets:
+        raise BadInput("give at least one target, e.g. `outbox` or `x:DRIL_X`")
+    return targets
+
+
+def parse_sources(text: str) -> list[dict]:
+    """'x:dril, bluesky:dril.bsky.social'."""
+    sources = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        platform, sep, handle = part.partition(":")
+        platform = platform.strip().lower()
+        if not sep or platform not in SOURCES or not handle.strip():
+            raise BadInput(f"{part!r} is not a source: write platform:handle with a platform from "
+                           f"{', '.join(SOURCES)}, e.g. x:dril")
+        sources.append({"platform": platform, "handle": handle.strip()})
+    return sources
+
+
+def not_found(name: str) -> NotFound:
+    return NotFound(f"There is no persona **{name}** on this server. `/persona list` shows them; `/train` creates one.")
+
+
+class PersonaService:
+    def __init__(self, store: Store, cfg: Config, scheduler: PostingScheduler):
+        self.store = store
+        self.cfg = cfg
+        self.scheduler = scheduler
+
+    # --- finding -------------------------------------------------------------
+
+    async def get(self, guild_id: int, name: str) -> dict:
+        """The guild's persona ``name``; NotFound (with what to do) otherwise."""
+        check_persona_name(name)
+        persona = await self.store.find_persona(guild_id, name)
+        if persona is None:
+            raise not_found(name)
+        return persona
+
+    async def list(self, guild_id: int) -> list[dict]:
+        return await self.store.list_personas(guild_id)
+
+    async def by_key(self, key: str) -> dict | None:
+        """A persona by its key (for what already names one: a candidate, a job)."""
+        return await self.store.get_persona(key)
+
+    async def every_guild(self) -> list[dict]:
+        """All personas of all guilds (start-up work, voting windows)."""
+        return await self.store.list_personas()
+
+    def rules(self, persona: dict, role_ids: Mapping[str, int] | None = None) -> voting.VoteRules:
+        """The persona's vote rules (config names roles; ``role_ids`` resolves them)."""
+        return rules_for(persona, self.cfg.curation, role_ids=role_ids)
+
+    # --- creating --------------------------------------------------------------
+
+    async def create(self, guild_id: int, name: str, *, created_by: int | None, curation_channel_id: int | None,
+                     sources: list[dict] | None = None, base_model: str | None = None) -> dict:
+        check_persona_name(name)
+        if await self.store.find_persona(guild_id, name):
+            raise BadInput(f"**{name}** exists already: `/persona show {name}`.")
+        persona = await self.store.create_persona(
+            guild_id, name, created_by=created_by, curation_channel_id=curation_channel_id,
+            base_model=base_model or self.cfg.worker.default_model, sources=sources or [])
+        await self.scheduler.sync(persona["key"])  # its posting schedule starts now
+        return persona
+
+    def check_training_request(self, *, handle: str | None, source: str | None, file_name: str | None,
+                               persona: str | None, model: str | None) -> tuple[str, str]:
+        """What /train may do before anything is fetched: (persona name, source)."""
+        if file_name is not None:
+            if source and source not in ("csv", "archive"):
+                raise BadInput("an attachment is a csv or an archive source; leave `source` empty")
+        elif not handle:
+            raise BadInput("give a `handle` to fetch (e.g. dril), or attach a CSV or X archive")
+        if handle and handle.strip().lstrip("@").lower() in {h.lower().lstrip("@") for h in self.cfg.training.denylist}:
+            raise BadInput(f"{handle} is on this server's do-not-train list")
+        name = check_persona_name(persona or persona_name_for(handle or file_name.rsplit(".", 1)[0]))
+        if model and model not in MODELS:
+            raise BadInput(f"unknown model {model!r}: use {', '.join(MODELS)}")
+        return name, source or "x"
+
+    async def for_training(self, guild_id: int, name: str, *, source: str, handle: str | None, model: str | None,
+                           created_by: int | None, channel_id: int | None) -> dict:
+        """The guild's persona to train, created (here, as its curation channel) when new."""
+        persona = await self.store.find_persona(guild_id, name)
+        if persona is None:
+            persona = await self.create(guild_id, name, created_by=created_by, curation_channel_id=channel_id,
+                                        sources=[{"platform": source, "handle": handle}] if handle else [],
+                                        base_model=model)
+        return persona
+
+    # --- changing ------------------------------------------------------------
+
+    async def configure(self, persona: dict, *, role_ids: Mapping[str, int] | None = None,
+                        curation_channel_id: int | None = None, log_channel_id: int | None = None,
+                        rules: Mapping[str, object] | None = None, targets: str | None = None,
+                        sources: str | None = None) -> dict:
+        """Change channels, vote rules (overrides), targets or sources; BadInput when they cannot work."""
+        fields: dict = {}
+        merged = dict(persona["rules"], **{k: v for k, v in (rules or {}).items() if v is not None})
+        try:
+            self.rules(dict(persona, rules=merged), role_ids)  # validates the combination
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        fields["rules"] = merged
+        if targets is not None:
+            fields["targets"] = parse_targets(targets)
+        if sources is not None:
+            fields["sources"] = parse_sources(sources)
+        if curation_channel_id is not None:
+            fields["curation_channel_id"] = curation_channel_id
+        if log_channel_id is not None:
+            fields["log_channel_id"] = log_channel_id
+        updated = await self.store.update_persona(persona["key"], **fields)
+        await self.scheduler.sync(persona["key"])
+        return updated
+
+    async def delete(self, persona: dict) -> None:
+        """The persona and its unposted candidates (the worker keeps its data)."""
+        await self.store.delete_persona(persona["key"])
+        await self.scheduler.sync(persona["key"])
+
+    # --- schedule -----------------------------------------------------------
+
+    def schedule_of(self, persona: dict) -> Schedule:
+        """The stored schedule; BadInput that says how to set one when it does not work."""
+        try:
+            return self.scheduler.schedule_of(persona)
+        except BadSchedule as exc:
+            raise BadInput(f"The stored schedule does not work ({exc}); set one with `/schedule set`.") from None
+
+    async def set_schedule(self, persona: dict, *, cron: str | None, timezone: str | None,
+                           interval_minutes: float | None, jitter_minutes: float | None) -> Schedule:
+        name = persona["name"]
+        example = (f"Example: `/schedule set persona:{name} cron:0 9,13,19 * * * timezone:Europe/Berlin "
+                   "jitter_minutes:20`.")
+        if not cron and interval_minutes is None:
+            raise BadInput("Give `cron` (and `timezone`), e.g. cron:`0 9,13,19 * * *` timezone:`Europe/Berlin`, "
+                           "or `interval_minutes`, e.g. 240.")
+        posting = self.cfg.posting
+        try:
+            schedule = make_schedule(cron=cron, timezone=timezone or posting.timezone, interval_minutes=interval_minutes,
+                                     jitter_minutes=posting.jitter_minutes if jitter_minutes is None else jitter_minutes,
+                                     anchor=dt.datetime.now(dt.timezone.utc))
+        except BadSchedule as exc:
+            raise BadInput(f"{exc}. {example}") from None
+        await self.store.update_persona(persona["key"], schedule=schedule.to_json())
+        await self.scheduler.sync(persona["key"])
+        return schedule
+
+    async def pause(self, persona: dict, by: str) -> None:
+        await self.store.update_persona(persona["key"], state="paused", paused_reason=f"paused by {by}")
+        await self.scheduler.sync(persona["key"])
+
+    async def resume(self, persona: dict) -> Schedule:
+        """Active again; runs skipped while paused are not made up for."""
+        schedule = self.schedule_of(persona)
+        await self.store.update_persona(persona["key"], state="active", paused_reason=None,
+                                        last_run_at=iso(utcnow()), posting_notice=None)
+        await self.scheduler.sync(persona["key"])
+        return schedule

@@ -79,6 +79,9 @@ class ParodyBot(commands.Bot):
         intents.guilds = True
         intents.guild_reactions = True  # votes come from raw reaction events
         kwargs.setdefault("guild_ready_timeout", GUILD_READY_TIMEOUT)
+        # Nothing the bot sends pings anyone: candidate texts, echoed input and
+        # log lines may hold @everyone or mentions.
+        kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          tree_cls=ParodyTree, **kwargs)
         self.cfg = cfg

@@ -16,7 +16,7 @@ from bot.scheduler import BadSchedule, PostingScheduler, Schedule, make_schedule
 from bot.store import Store
 from core.clock import iso, utcnow
 from core.config import Config
-from core.contract import BadInput, check_persona_name
+from core.contract import BadInput, check_persona_name, shown
 
 PLATFORMS = ("x", "bluesky", "mastodon", "outbox")
 SOURCES = ("x", "bluesky", "mastodon", "csv", "archive", "twint")
@@ -40,7 +40,7 @@ def parse_targets(text: str) -> list[dict]:
         platform, _, rest = part.partition(":")
         platform = platform.strip().lower()
         if platform not in PLATFORMS:
-            raise BadInput(f"unknown platform {platform!r} in targets: use {', '.join(PLATFORMS)}")
+            raise BadInput(f"unknown platform {shown(platform)} in targets: use {', '.join(PLATFORMS)}")
         credentials, _, base_url = rest.partition("@")
         credentials = credentials.strip()
         if platform != "outbox" and not credentials:
@@ -48,7 +48,7 @@ def parse_targets(text: str) -> list[dict]:
                 f"{platform} needs the prefix of its environment variables, e.g. {platform}:DRIL_{platform.upper()[:4]}"
             )
         if credentials and not credentials.replace("_", "").isalnum():
-            raise BadInput(f"{credentials!r} is not an environment variable prefix (letters, digits, _)")
+            raise BadInput(f"{shown(credentials)} is not an environment variable prefix (letters, digits, _)")
         target = {"platform": platform}
         if credentials:
             target["credentials"] = credentials.upper()
@@ -67,7 +67,7 @@ def parse_sources(text: str) -> list[dict]:
         platform, sep, handle = part.partition(":")
         platform = platform.strip().lower()
         if not sep or platform not in SOURCES or not handle.strip():
-            raise BadInput(f"{part!r} is not a source: write platform:handle with a platform from "
+            raise BadInput(f"{shown(part)} is not a source: write platform:handle with a platform from "
                            f"{', '.join(SOURCES)}, e.g. x:dril")
         sources.append({"platform": platform, "handle": handle.strip()})
     return sources
@@ -130,10 +130,10 @@ class PersonaService:
         elif not handle:
             raise BadInput("give a `handle` to fetch (e.g. dril), or attach a CSV or X archive")
         if handle and handle.strip().lstrip("@").lower() in {h.lower().lstrip("@") for h in self.cfg.training.denylist}:
-            raise BadInput(f"{handle} is on this server's do-not-train list")
+            raise BadInput(f"{shown(handle)} is on this server's do-not-train list")
         name = check_persona_name(persona or persona_name_for(handle or file_name.rsplit(".", 1)[0]))
         if model and model not in MODELS:
-            raise BadInput(f"unknown model {model!r}: use {', '.join(MODELS)}")
+            raise BadInput(f"unknown model {shown(model)}: use {', '.join(MODELS)}")
         return name, source or "x"
 
     async def for_training(self, guild_id: int, name: str, *, source: str, handle: str | None, model: str | None,

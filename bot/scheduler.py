@@ -56,6 +56,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from core.contract import shown
+
 from core.clock import UTC, iso, parse_iso, utcnow
 
 log = logging.getLogger("parodybot.scheduler")
@@ -64,6 +66,10 @@ EPS = dt.timedelta(microseconds=1)
 DEFAULT_ANCHOR = dt.datetime(2000, 1, 1, tzinfo=UTC)
 CRON_EXAMPLE = "`0 9,13,19 * * *` (09:00, 13:00 and 19:00 every day) or `30 8 * * 1-5` (08:30 on weekdays)"
 TZ_EXAMPLE = "`Europe/Berlin`, `America/New_York` or `UTC`"
+# Sane bounds: tests and the demo post every second or so; nothing less than once a year.
+MIN_INTERVAL_MINUTES = 0.01
+MAX_INTERVAL_MINUTES = 366 * 24 * 60
+HORIZON = dt.timedelta(days=366)
 
 
 class BadSchedule(ValueError):
@@ -104,19 +110,24 @@ def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise BadSchedule(f"unknown time zone {name!r}: use an IANA name such as {TZ_EXAMPLE}") from None
+        raise BadSchedule(f"unknown time zone {shown(name)}: use an IANA name such as {TZ_EXAMPLE}") from None
     return name
 
 
 def check_cron(expr: str, timezone: str = "UTC") -> str:
     expr = " ".join(str(expr).split())
     if len(expr.split()) != 5:
-        raise BadSchedule(f"`{expr}` is not a cron expression: give five fields (minute hour day month weekday), "
+        raise BadSchedule(f"{shown(expr)} is not a cron expression: give five fields (minute hour day month weekday), "
                           f"e.g. {CRON_EXAMPLE}")
     try:
-        CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+        trigger = CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
     except ValueError as exc:
-        raise BadSchedule(f"`{expr}` is not a valid cron expression ({exc}); e.g. {CRON_EXAMPLE}") from None
+        raise BadSchedule(f"{shown(expr)} is not a valid cron expression ({exc}); e.g. {CRON_EXAMPLE}") from None
+    now = dt.datetime.now(UTC)
+    first = trigger.get_next_fire_time(None, now.astimezone(ZoneInfo(timezone)))
+    if first is None or first - now > HORIZON:
+        when = f" (its next time is {first:%Y-%m-%d})" if first is not None else " (it names a day that never comes)"
+        raise BadSchedule(f"{shown(expr)} does not fire within a year{when}; e.g. {CRON_EXAMPLE}")
     return expr
 
 
@@ -128,7 +139,7 @@ def make_schedule(*, cron: str | None = None, timezone: str | None = None, inter
     tz = check_timezone(timezone or (defaults.timezone if defaults else "UTC"))
     jitter = float(defaults.jitter_minutes if (jitter_minutes is None and defaults) else (jitter_minutes or 0))
     if not (0 <= jitter <= 24 * 60) or math.isnan(jitter):
-        raise BadSchedule(f"jitter must be between 0 and 1440 minutes, got {jitter_minutes!r}; e.g. 20")
+        raise BadSchedule(f"jitter must be between 0 and 1440 minutes, got {shown(jitter_minutes)}; e.g. 20")
     if cron and interval_minutes is not None:
         raise BadSchedule("give either a cron expression or an interval in minutes, not both")
     if interval_minutes is not None:
@@ -136,9 +147,9 @@ def make_schedule(*, cron: str | None = None, timezone: str | None = None, inter
             minutes = float(interval_minutes)
         except (TypeError, ValueError):
             minutes = float("nan")
-        if not minutes > 0 or math.isinf(minutes):
-            raise BadSchedule(f"the interval must be a number of minutes above 0, got {interval_minutes!r}; "
-                              "e.g. 240 for every four hours")
+        if not MIN_INTERVAL_MINUTES <= minutes <= MAX_INTERVAL_MINUTES:  # NaN fails too
+            raise BadSchedule(f"the interval must be between {MIN_INTERVAL_MINUTES:g} and {MAX_INTERVAL_MINUTES:,} "
+                              f"minutes (a year), got {shown(interval_minutes)}; e.g. 240 for every four hours")
         return Schedule(interval_minutes=minutes, timezone=tz, jitter_minutes=jitter, anchor=anchor or DEFAULT_ANCHOR)
     if not cron:
         if defaults is None:
@@ -334,40 +345,58 @@ class PostingScheduler:
             self._remove(name)
         now = self.clock()
         for persona in personas:
-            pname = persona["key"]
-            if persona["state"] != "active":
-                await self._drop(persona)
-                continue
             try:
-                schedule = self.schedule_of(persona)
-            except BadSchedule as exc:
-                log.error("persona %s: bad schedule, no job: %s", pname, exc)
-                await self._drop(persona)
-                continue
-            # At start, a retry kept from before the restart (see the module docstring).
-            retry = parse_iso(persona["retry_at"]) if catch_up and persona.get("retry_at") else None
-            if persona.get("last_run_at") is None:
-                await self.store.update_persona(pname, last_run_at=iso(now))
-            elif catch_up:
-                missed = missed_since(schedule, parse_iso(persona["last_run_at"]), now)
-                if missed:
-                    log.info("persona %s: %d run(s) missed while stopped (%s ... %s); running once now",
-                             pname, len(missed), missed[0], missed[-1])
-                    if retry is not None:  # the catch-up run is the retry too
-                        await self._set_retry(pname, None)
-                        retry = None
-                    self._spawn(pname, "catch-up")
-            signature = repr(schedule)
-            if self._signatures.get(pname) != signature or self.job_for(pname) is None:
-                self.engine.add_job(self._fire, PersonaTrigger(schedule, self.rng), args=[pname, "scheduled"],
-                                    id=self.job_id(pname), name=f"post {pname}", replace_existing=True)
-                self._signatures[pname] = signature
-            if retry is not None and retry <= now:
-                log.info("persona %s: the retry of a rate-limited run was due at %s while stopped; running it now",
-                         pname, retry)
-                self._spawn(pname, "retry")
-            elif retry is not None:
-                await self._schedule_retry(pname, retry)
+                await self._sync_one(persona, now, catch_up)
+            except Exception as exc:  # one persona that cannot load never stops the others (or the bot)
+                log.exception("persona %s: its posting schedule could not be loaded", persona["key"])
+                await self._refuse_to_load(persona, f"its posting job could not be made ({type(exc).__name__}: {exc})")
+
+    async def _refuse_to_load(self, persona: dict, why: str) -> None:
+        """Pause the persona and say so in its log channel, once."""
+        self._remove(persona["key"])
+        if persona["state"] == "active":
+            reason = why[:300]
+            await self.store.update_persona(persona["key"], state="paused", paused_reason=reason, retry_at=None)
+            await self.store.add_posting_event(
+                persona["key"], "paused",
+                f"⏸️ **{persona['name']}** is paused: {reason}. Set a schedule with "
+                f"`/schedule set persona:{persona['name']}`, then `/schedule resume persona:{persona['name']}`.")
+
+    async def _sync_one(self, persona: dict, now: dt.datetime, catch_up: bool) -> None:
+        pname = persona["key"]
+        if persona["state"] != "active":
+            await self._drop(persona)
+            return
+        try:
+            schedule = self.schedule_of(persona)
+        except BadSchedule as exc:
+            log.error("persona %s: bad stored schedule, paused: %s", pname, exc)
+            await self._refuse_to_load(persona, f"its stored schedule does not work ({exc})")
+            return
+        # At start, a retry kept from before the restart (see the module docstring).
+        retry = parse_iso(persona["retry_at"]) if catch_up and persona.get("retry_at") else None
+        if persona.get("last_run_at") is None:
+            await self.store.update_persona(pname, last_run_at=iso(now))
+        elif catch_up:
+            missed = missed_since(schedule, parse_iso(persona["last_run_at"]), now)
+            if missed:
+                log.info("persona %s: %d run(s) missed while stopped (%s ... %s); running once now",
+                         pname, len(missed), missed[0], missed[-1])
+                if retry is not None:  # the catch-up run is the retry too
+                    await self._set_retry(pname, None)
+                    retry = None
+                self._spawn(pname, "catch-up")
+        signature = repr(schedule)
+        if self._signatures.get(pname) != signature or self.job_for(pname) is None:
+            self.engine.add_job(self._fire, PersonaTrigger(schedule, self.rng), args=[pname, "scheduled"],
+                                id=self.job_id(pname), name=f"post {pname}", replace_existing=True)
+            self._signatures[pname] = signature
+        if retry is not None and retry <= now:
+            log.info("persona %s: the retry of a rate-limited run was due at %s while stopped; running it now",
+                     pname, retry)
+            self._spawn(pname, "retry")
+        elif retry is not None:
+            await self._schedule_retry(pname, retry)
 
     def _remove(self, name: str) -> None:
         self._signatures.pop(name, None)

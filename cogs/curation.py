@@ -16,6 +16,7 @@ from discord.ext import commands, tasks
 from bot import voting
 from bot.candidates import ReactionEvent
 from cogs.common import role_ids
+from cogs.render import fit_embed, plain
 from core import contract
 from core.clock import parse_iso
 
@@ -36,7 +37,8 @@ STATE_COLOUR = {"voting": 0x5865F2, "approved": 0x57F287, "rejected": 0xED4245, 
 
 def render_candidate(cand: dict, rules: voting.VoteRules, position: int | None = None,
                      links: list[str] | None = None) -> discord.Embed:
-    embed = discord.Embed(description=cand["text"], colour=STATE_COLOUR.get(cand["state"], 0))
+    # What voters see is what would be posted: the text as plain text.
+    embed = discord.Embed(description=plain(cand["text"]), colour=STATE_COLOUR.get(cand["state"], 0))
     embed.set_author(name=f"{contract.persona_label(cand['persona'])} · candidate #{cand['id']}")
     state = STATE_LINE.get(cand["state"], cand["state"])
     if cand["state"] == "voting":
@@ -54,7 +56,7 @@ def render_candidate(cand: dict, rules: voting.VoteRules, position: int | None =
     shown = " · ".join(f"{k} {v}" for k, v in settings.items() if k in ("temperature", "top_p", "model", "job"))
     if shown:
         embed.set_footer(text=shown)
-    return embed
+    return fit_embed(embed)
 
 
 class Curation(commands.Cog):

@@ -16,6 +16,7 @@ from discord.ext import commands, tasks
 
 from bot.charts import loss_curve_png
 from cogs.common import counts_text, duration, job_autocomplete, operator_only, progress_bar, services
+from cogs.render import fit, fit_embed, fit_lines, plain
 from core import contract
 
 log = logging.getLogger("parodybot.jobs")
@@ -58,7 +59,7 @@ def render_job(job: dict) -> str:
         lines.append(f"cancelled{f' at step {step} (checkpoint saved)' if step else ''}")
     if state == "failed":
         lines.append(f"failed: {job.get('error') or p.get('error') or 'unknown error (see the worker log)'}")
-    return "\n".join(lines)
+    return fit("\n".join(lines))
 
 
 def samples_embed(result: contract.TrainResult) -> discord.Embed | None:
@@ -67,8 +68,8 @@ def samples_embed(result: contract.TrainResult) -> discord.Embed | None:
         return None
     embed = discord.Embed(title="Sample outputs", colour=discord.Colour.blurple())
     for i, text in enumerate(samples, 1):
-        embed.add_field(name=f"Sample {i}", value=text[:1000], inline=False)
-    return embed
+        embed.add_field(name=f"Sample {i}", value=plain(text), inline=False)
+    return fit_embed(embed)
 
 
 class Jobs(commands.Cog):
@@ -145,7 +146,7 @@ class Jobs(commands.Cog):
             extra = f" · step {p['step']}/{p['steps']}" if job["state"] == "running" and p.get("steps") else ""
             lines.append(f"{STATE_ICON.get(job['state'], '')} **#{job['id']}** {job['kind']} "
                          f"{contract.persona_label(job['persona'])} · {job['state']}{extra}")
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await interaction.response.send_message(fit_lines(lines), ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel a queued or running job (training saves a checkpoint)")
     @app_commands.describe(job="the job to cancel")

@@ -8,6 +8,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.common import guild_persona, operator_only, persona_autocomplete, role_ids, services
+from cogs.render import fit_embed, fit_lines, plain
 from core.contract import BadInput
 
 
@@ -19,7 +20,7 @@ def describe(persona: dict, rules) -> discord.Embed:
     embed.add_field(name="Curation channel", value=f"<#{ch}>" if ch else "not set")
     lg = persona.get("log_channel_id")
     embed.add_field(name="Log channel", value=f"<#{lg}>" if lg else "not set")
-    sources = ", ".join(f"{s['platform']}:{s.get('handle') or '?'}" for s in persona["sources"]) or "none"
+    sources = ", ".join(f"{s['platform']}:{plain(s.get('handle') or '?')}" for s in persona["sources"]) or "none"
     embed.add_field(name="Sources", value=sources, inline=False)
     targets = ", ".join(t["platform"] + (f" ({t['credentials']})" if t.get("credentials") else "") for t in persona["targets"])
     embed.add_field(name="Targets", value=targets or "none", inline=False)
@@ -31,7 +32,7 @@ def describe(persona: dict, rules) -> discord.Embed:
                + (f", curators: <@&{rules.curator_role_id}>" if rules.curator_role_id else "")),
         inline=False,
     )
-    return embed
+    return fit_embed(embed)
 
 
 class Personas(commands.GroupCog, group_name="persona", group_description="Manage parody personas"):
@@ -63,7 +64,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             await interaction.response.send_message("No personas yet: `/train handle:...` creates one.", ephemeral=True)
             return
         lines = [f"**{p['name']}** · {p['state']} · {p['base_model']}" for p in personas]
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await interaction.response.send_message(fit_lines(lines), ephemeral=True)
 
     @app_commands.command(name="show", description="A persona's settings")
     @app_commands.autocomplete(name=persona_autocomplete)

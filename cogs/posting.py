@@ -14,6 +14,7 @@ from discord.ext import commands, tasks
 
 from bot.scheduler import next_runs
 from cogs.common import defer_public, guild_persona, operator_only, persona_autocomplete, services
+from cogs.render import fit, fit_lines, plain
 from core import contract
 
 log = logging.getLogger("parodybot.posting")
@@ -135,12 +136,11 @@ class Posting(commands.Cog):
                 f"The queue of **{persona}** is empty: approve candidates by voting (or `/generate` more).", ephemeral=True)
             return
         lines = [f"**{persona}**: {len(queue)} approved, next first"]
-        for i, cand in enumerate(queue[:20], 1):
+        for i, cand in enumerate(queue, 1):
             top = " ⬆️" if cand["queue_rank"] is not None else ""
-            lines.append(f"{i}. #{cand['id']} ({cand['score']:+d}){top} {_short(cand['text'])}")
-        if len(queue) > 20:
-            lines.append(f"… and {len(queue) - 20} more")
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+            lines.append(f"{i}. #{cand['id']} ({cand['score']:+d}){top} {plain(_short(cand['text']))}")
+        await interaction.response.send_message(
+            fit_lines(lines, more="… and {n} more: `/queue remove` or posting makes room"), ephemeral=True)
 
     @queue_group.command(name="remove", description="Take a candidate out of the queue (it will not be posted)")
     @app_commands.autocomplete(persona=persona_autocomplete, candidate=queued_autocomplete)
@@ -235,7 +235,7 @@ class Posting(commands.Cog):
         text = report.message
         if report.outcome in ("empty", "cap", "busy", "paused"):
             text = "Nothing posted: " + text
-        await interaction.edit_original_response(content=text[:1900], allowed_mentions=discord.AllowedMentions.none())
+        await interaction.edit_original_response(content=fit(text))
 
     @post_group.command(name="resolve", description="After an interrupted post: it is there (posted), or queue it again")
     @app_commands.autocomplete(candidate=failed_autocomplete)

@@ -6,6 +6,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.common import persona_autocomplete, services
+from cogs.render import fit_embed, plain
 
 
 class Stats(commands.Cog):
@@ -22,9 +23,9 @@ class Stats(commands.Cog):
         embed.add_field(name="Votes", value=f"{s['votes']} from {s['voters']} member(s)\napproval rate {rate}")
         if s["top"]:
             embed.add_field(name="Best liked", value="\n".join(
-                f"#{t['id']}{'' if persona else ' ' + t['persona']} ({t['score']:+d}): {t['text'][:80]}"
+                f"#{t['id']}{'' if persona else ' ' + t['persona']} ({t['score']:+d}): {plain(t['text'][:80])}"
                 for t in s["top"]), inline=False)
-        await interaction.response.send_message(embed=embed)
+        await interaction.response.send_message(embed=fit_embed(embed))
 
 
 async def setup(bot) -> None:

@@ -5,6 +5,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.render import fit_embed
+
 
 
 def _duration(seconds: float) -> str:
@@ -31,7 +33,7 @@ def render_status(report: dict) -> discord.Embed:
             wtext += f", working on {', '.join(worker['busy'])}"
     embed.add_field(name="Worker", value=wtext, inline=False)
     embed.add_field(name="Jobs waiting", value=str(report["queue"]["waiting"]))
-    return embed
+    return fit_embed(embed)
 
 
 class Status(commands.Cog):

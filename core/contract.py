@@ -46,6 +46,12 @@ class BadInput(ValueError):
     """Input a person gave that we refuse; the message says what to do."""
 
 
+def shown(value: object) -> str:
+    """Something a person typed, echoed back as inline code: in a chat that
+    renders Markdown nothing inside it renders, and it cannot close the quote."""
+    return "`" + str(value).replace("`", "ˋ").replace("\n", " ")[:200] + "`"
+
+
 class WorkFailed(RuntimeError):
     """Work on the worker failed for a reason worth showing as it is (no traceback)."""
 

@@ -292,6 +292,10 @@ class Rest:
         if "embeds" in changes or "attachments" in changes:
             atts = merged.get("attachments") or []
             changes["embeds"] = _link_attachments(merged.get("embeds") or [], atts)
+        if creating or (existing or {}).get("flags", 0) & MESSAGE_FLAG_LOADING:
+            # Who is notified is decided when the message is sent (a deferred reply: its first
+            # content); edits notify nobody. Mentions inside embeds never notify.
+            changes["_pings"] = pings_for(merged.get("content") or "", body.get("allowed_mentions"))
         return changes
 
     def _store(self, channel: Channel, up: Upload, description: Optional[str], ephemeral: bool) -> dict:
@@ -558,7 +562,8 @@ class Rest:
         changes.pop("sticker_ids", None)
         msg = self.state.new_message(channel, self.bot, content=changes.get("content", ""),
                                      embeds=changes.get("embeds"), attachments=changes.get("attachments"),
-                                     flags=int(changes.get("flags") or 0) & 4, type=mtype, extra=extra)
+                                     flags=int(changes.get("flags") or 0) & 4, type=mtype,
+                                     extra=dict(extra, _pings=changes.get("_pings")))
         msg["components"] = changes.get("components", [])
         self.s._dispatch_message("MESSAGE_CREATE", msg)
         return self._render(msg)
@@ -823,6 +828,26 @@ class Rest:
 
 # ---------------------------------------------------------------------------
 # validation helpers
+
+
+def pings_for(content: str, allowed: Any) -> dict:
+    """Whom a message notifies (Discord's allowed_mentions rules): with no
+    ``allowed_mentions``, every mention in the content; with one, only the
+    kinds in ``parse`` and the ids listed in ``users`` / ``roles``."""
+    users = list(dict.fromkeys(re.findall(r"<@!?(\d+)>", content)))
+    roles = list(dict.fromkeys(re.findall(r"<@&(\d+)>", content)))
+    everyone = "@everyone" in content or "@here" in content
+    if isinstance(allowed, dict):
+        parse = allowed.get("parse") or []
+        if ("users" in parse and allowed.get("users")) or ("roles" in parse and allowed.get("roles")):
+            raise form_error("allowed_mentions", "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                             "parse and users/roles cannot both name the same kind")
+        listed_users = {str(u) for u in allowed.get("users") or []}
+        listed_roles = {str(r) for r in allowed.get("roles") or []}
+        users = [u for u in users if "users" in parse or u in listed_users]
+        roles = [r for r in roles if "roles" in parse or r in listed_roles]
+        everyone = everyone and "everyone" in parse
+    return {"users": users, "roles": roles, "everyone": everyone}
 
 
 def _check_embeds(embeds: list) -> list:

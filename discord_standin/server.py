@@ -432,6 +432,10 @@ class DiscordStandin:
             ids = list(ch.message_ids)
         return [self.state.view_message(self.state.messages[i]) for i in ids]
 
+    def pings(self, message_id: Any) -> dict:
+        """Whom the message notified: {"users": [...], "roles": [...], "everyone": bool}."""
+        return self.state.messages[as_id(message_id)].get("_pings") or {"users": [], "roles": [], "everyone": False}
+
     def message(self, message_id: Any) -> dict:
         msg = self.state.messages.get(as_id(message_id))
         if msg is None:
@@ -867,7 +871,8 @@ class DiscordStandin:
             attachments=changes.get("attachments"),
             flags=flags,
             type=20 if (original and ix.type == ixm.COMMAND) else 0,
-            extra={"webhook_id": app, "application_id": app, "interaction_metadata": meta, "interaction": legacy},
+            extra={"webhook_id": app, "application_id": app, "interaction_metadata": meta, "interaction": legacy,
+                   "_pings": changes.get("_pings")},
             ephemeral=ephemeral,
         )
         msg["components"] = changes.get("components", [])

@@ -561,6 +561,8 @@ class State:
         msg["mention_everyone"] = "@everyone" in content or "@here" in content
 
     def edit_message(self, msg: dict, changes: dict) -> dict:
+        if changes.get("_pings") is not None:  # a deferred reply's first content
+            msg["_pings"] = changes["_pings"]
         for key in ("content", "embeds", "components", "attachments"):
             if key in changes:
                 value = changes[key]

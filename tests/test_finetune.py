@@ -128,7 +128,10 @@ def test_cancel_saves_in_run_dir_and_keeps_working_checkpoint(worker_dir: Path):
 
     assert result["state"] == "cancelled"
     n = result["steps_done"]
-    assert 8 <= n < 2000
+    # The cancel is sent once step 8 was reported. gpt-2-simple saves `counter - 1`,
+    # and a SIGINT that lands between its step print and `counter += 1` saves the
+    # step before: 7 is the least, whatever the timing (7 < 8 failed here once).
+    assert 7 <= n < 2000
     assert "cancelling" in [e["phase"] for e in rec.events]
     run = worker_dir / "checkpoint" / "dril.run"
     assert result["checkpoint"] == str(run)

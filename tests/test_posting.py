@@ -343,8 +343,10 @@ async def test_monthly_cap(store, tmp_path):
 
 # ======================================================== a rate-limit retry across a restart
 
-# The regular schedule of these personas never comes first (next 29 February).
-FEB_29 = {"cron": "0 0 29 2 *", "timezone": "UTC", "jitter_minutes": 0}
+# The regular schedule of these personas never comes first: once a year, from
+# now. (A cron for 29 February no longer passes: it does not fire within a year.)
+FEB_29 = {"interval_minutes": 525600, "timezone": "UTC", "jitter_minutes": 0,
+          "anchor": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
 
 
 def lagging_time():
@@ -564,8 +566,8 @@ async def test_queue_commands(world, bot_handle, monkeypatch):
     ({"cron": "every day at nine"}, ["five fields", "0 9,13,19 * * *"]),
     ({"cron": "61 9 * * *"}, ["not a valid cron", "0 9,13,19 * * *"]),
     ({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}, ["unknown time zone", "Europe/Berlin"]),
-    ({"interval_minutes": 0}, ["above 0", "240"]),
-    ({"interval_minutes": -5}, ["above 0"]),
+    ({"interval_minutes": 0}, ["between 0.01 and 527,040 minutes", "240"]),
+    ({"interval_minutes": -5}, ["between 0.01"]),
     ({}, ["cron", "interval_minutes"]),
 ])
 async def test_schedule_set_bad_input_says_what_to_do(world, bot_handle, monkeypatch, options, words):
@@ -658,3 +660,22 @@ def test_cli_queue_and_post_now(tmp_path):
     assert out.returncode == 1 and json.loads(out.stdout)["outcome"] == "empty"
     out = parodybot(data, "queue", "nobody")
     assert out.returncode == 2 and "no persona" in out.stderr
+
+
+async def test_the_bot_starts_with_a_poisoned_stored_schedule_and_says_so(world, bot_handle, data_dir):
+    """interval_minutes 1e-12 once stopped every start (ZeroDivisionError in the scheduler)."""
+    store = await Store.open(data_dir / "parodybot.sqlite3")
+    try:
+        await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
+                                   log_channel_id=world.log.id,
+                                   schedule={"interval_minutes": 1e-12, "jitter_minutes": 0,
+                                             "anchor": "2026-01-01T00:00:00.000000Z"})
+    finally:
+        await store.close()
+    bot = await bot_handle.start(config_for(world))
+    line = await world.standin.wait_for_message(world.log, lambda m: "is paused" in (m["content"] or ""), timeout=10)
+    assert "**dril** is paused: its stored schedule does not work" in line["content"]
+    assert "/schedule set persona:dril" in line["content"]
+    ix = await world.standin.invoke(world.alice, "status", channel=world.general)
+    await ix.wait_for_response(timeout=5)  # the bot is up and answers
+    assert bot.services.scheduler.job_for(persona_key(world.guild.id, "dril")) is None

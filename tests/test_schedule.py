@@ -17,6 +17,7 @@ import random
 
 import pytest
 
+from core.clock import iso
 from core.config import Config, PostingConfig
 from bot.posting import PostingService
 from bot.scheduler import (
@@ -93,9 +94,18 @@ def test_default_schedule_comes_from_the_config():
     ({"cron": "0 9 * *"}, "five fields"),
     ({"cron": "0 25 * * *"}, "not a valid cron"),
     ({"cron": "0 9 * * *", "timezone": "Berlin/Europe"}, "unknown time zone"),
-    ({"interval_minutes": 0}, "above 0"),
-    ({"interval_minutes": -1}, "above 0"),
+    ({"interval_minutes": 0}, "between 0.01 and 527,040 minutes"),
+    ({"interval_minutes": -1}, "between 0.01 and 527,040 minutes"),
+    # What used to be accepted and then stopped the bot from starting (issue 12):
+    ({"interval_minutes": 1e-12}, "between 0.01 and 527,040 minutes .a year., got `1e-12`; e.g. 240"),
+    ({"interval_minutes": 1e9}, "got `1000000000.0`"),
+    ({"interval_minutes": 1e300}, "between 0.01"),
+    ({"interval_minutes": float("nan")}, "between 0.01"),
+    ({"interval_minutes": float("inf")}, "between 0.01"),
+    ({"cron": "0 0 30 2 *"}, "`0 0 30 2 \\*` does not fire within a year .it names a day that never comes.; e.g."),
+    ({"cron": "0 0 31 4 *"}, "does not fire within a year"),
     ({"interval_minutes": 10, "jitter_minutes": -1}, "jitter"),
+    ({"interval_minutes": 10, "jitter_minutes": float("inf")}, "jitter must be between 0 and 1440"),
     ({"cron": "0 9 * * *", "interval_minutes": 10}, "not both"),
 ])
 def test_bad_schedules_say_what_to_do(kwargs, words):
@@ -238,7 +248,8 @@ async def test_apscheduler_fires_the_job_and_pausing_stops_it(store, tmp_path):
 
 async def test_a_long_rate_limit_schedules_a_retry_at_the_reset(store, tmp_path):
     await store.create_persona(0, "dril", targets=[{"platform": "outbox"}],
-                               schedule={"cron": "0 0 29 2 *", "timezone": "UTC", "jitter_minutes": 0})
+                               schedule={"interval_minutes": 525600, "timezone": "UTC", "jitter_minutes": 0,
+                                         "anchor": iso(dt.datetime.now(dt.timezone.utc))})
     cfg = Config()
     service = PostingService(store, cfg, data_dir=tmp_path / "data")
     sched = PostingScheduler(store, service, cfg.posting)
@@ -283,5 +294,32 @@ async def test_a_missed_run_and_a_retry_due_while_down_make_one_run_at_start(sto
         assert reports == ["posted"]  # one run, not a catch-up and a retry (that would find it busy)
         assert sched.engine.get_job("retry:dril") is None
         assert (await store.get_persona("dril"))["retry_at"] is None
+    finally:
+        await sched.stop()
+
+
+@pytest.mark.parametrize("stored", [
+    {"interval_minutes": 1e-12, "timezone": "UTC", "jitter_minutes": 0, "anchor": "2026-01-01T00:00:00.000000Z"},
+    {"cron": "0 0 30 2 *", "timezone": "UTC", "jitter_minutes": 0},
+    {"cron": "0 9 * * *", "timezone": "Mars/Olympus", "jitter_minutes": 0},
+    {"interval_minutes": "soon", "timezone": "UTC"},
+])
+async def test_a_poisoned_stored_schedule_pauses_its_persona_and_the_rest_start(store, tmp_path, stored):
+    """A schedule stored by an older version (or by hand) that cannot load never
+    stops the scheduler: its persona is paused and told why; the others run."""
+    await store.create_persona(0, "broken", targets=[{"platform": "outbox"}], schedule=stored)
+    await store.create_persona(0, "fine", targets=[{"platform": "outbox"}],
+                               schedule={"cron": "0 9 * * *", "timezone": "UTC", "jitter_minutes": 0})
+    cfg = Config()
+    sched = PostingScheduler(store, PostingService(store, cfg, data_dir=tmp_path / "data"), cfg.posting)
+    await sched.start()
+    try:
+        assert sched.job_for("fine") is not None and sched.job_for("broken") is None
+        broken = await store.get_persona("broken")
+        assert broken["state"] == "paused" and "stored schedule does not work" in broken["paused_reason"]
+        (said,) = [e for e in await store.pending_posting_events() if e["persona"] == "broken"]
+        assert "**broken** is paused" in said["text"] and "/schedule set persona:broken" in said["text"]
+        await sched.sync()  # the periodic sync says nothing more
+        assert len(await store.pending_posting_events()) == 1
     finally:
         await sched.stop()

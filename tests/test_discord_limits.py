@@ -1,0 +1,101 @@
+"""What the real Discord enforces and renders: message and embed limits,
+Markdown and mentions (issue 12)."""
+from __future__ import annotations
+
+import re
+
+from cogs.render import fit_embed, fit_lines, plain
+from conftest import CannedWorker
+from core.contract import persona_key
+
+import discord
+
+
+def candidate_messages(world):
+    return [m for m in world.standin.messages(world.curation)
+            if m.get("embeds") and "candidate #" in ((m["embeds"][0].get("author") or {}).get("name") or "")]
+
+
+def unrendered(text: str) -> str:
+    """What Discord shows for escaped text: a backslash before punctuation is dropped,
+    the zero-width space is invisible."""
+    return re.sub(r"\\([^0-9A-Za-z\s])", r"\1", text).replace("\u200b", "")
+
+
+async def test_a_hostile_candidate_shows_as_plain_text_and_pings_nobody(world, bot):
+    hostile = (f"@everyone look <@&{world.voter_role.id}> <@{world.bob.id}> "
+               "[free money](https://evil.example) ||spoiler|| **bold** # not a header")
+    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
+                                            log_channel_id=world.log.id)
+    worker = CannedWorker(bot.cfg, [hostile])
+    ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options={"persona": "dril", "count": 1})
+    await ix.wait_for_response(timeout=5)
+    await worker.run_one()
+    (msg,) = await world.standin.wait_for(lambda: candidate_messages(world), timeout=30, what="the candidate")
+    description = msg["embeds"][0]["description"]
+    # Every piece of Markdown or mention syntax is escaped ...
+    for raw in ("@everyone", f"<@&{world.voter_role.id}>", f"<@{world.bob.id}>", "[free money](", "||", "**"):
+        assert raw not in description, raw
+    # ... so what a voter reads is, character for character, what would be posted.
+    assert unrendered(description) == hostile
+    assert world.standin.pings(msg["id"]) == {"users": [], "roles": [], "everyone": False}
+
+    # Posted to the log channel and the outbox as it is; the log line pings nobody either.
+    cand = (await bot.services.store.approved_queue(persona_key(world.guild.id, "dril"))) or \
+        (await bot.services.store.candidates(persona=persona_key(world.guild.id, "dril")))
+    await bot.services.store.update_candidate(cand[0]["id"], state="approved", score=3)
+    ix = await world.standin.invoke(world.alice, "post", subcommand="now", channel=world.general,
+                                    options={"persona": "dril"})
+    await ix.wait_for_response(timeout=10)
+    line = await world.standin.wait_for_message(world.log, lambda m: "posted #" in (m["content"] or ""), timeout=5)
+    assert world.standin.pings(line["id"]) == {"users": [], "roles": [], "everyone": False}
+    assert world.standin.pings(ix.response["id"]) == {"users": [], "roles": [], "everyone": False}
+
+
+async def test_echoed_input_is_quoted_and_pings_nobody(world, bot):
+    ix = await world.standin.invoke(world.alice, "persona", subcommand="configure", channel=world.general,
+                                    options={"name": "nobody"})
+    await ix.wait_for_response(timeout=5)
+    await bot.services.store.create_persona(world.guild.id, "dril")
+    ix = await world.standin.invoke(world.alice, "persona", subcommand="configure", channel=world.general,
+                                    options={"name": "dril", "targets": "@everyone:[x](https://evil.example)"})
+    await ix.wait_for_response(timeout=5)
+    text = ix.response["content"]
+    assert ix.ephemeral and "unknown platform `@everyone` in targets" in text
+    assert world.standin.pings(ix.response["id"])["everyone"] is False
+
+
+async def test_queue_show_with_200_long_entries_stays_within_discords_limit(world, bot):
+    name = "a_persona_with_a_name_of_32_char"
+    assert len(name) == 32
+    dril = await bot.services.store.create_persona(world.guild.id, name)
+    for i in range(200):
+        cid = await bot.services.store.add_candidate(dril["key"], None, f"entry {i} " + "very long words " * 30, {},
+                                                    "2099-01-01T00:00:00.000000Z",
+                                                    created_at="2026-01-01T00:00:00.000000Z")
+        await bot.services.store.update_candidate(cid, state="approved", score=200 - i)
+    ix = await world.standin.invoke(world.alice, "queue", subcommand="show", channel=world.general,
+                                    options={"persona": name})
+    response = await ix.wait_for_response(timeout=5)  # not "the application did not respond"
+    text = response["content"]
+    assert len(text) <= 2000 and ix.errors == []
+    assert text.startswith(f"**{name}**: 200 approved, next first")
+    assert "1. #1 (+200)" in text
+    shown = len(re.findall(r"^\d+\. #", text, re.M))
+    assert text.splitlines()[-1] == f"… and {200 - shown} more: `/queue remove` or posting makes room"
+
+
+def test_fit_helpers_keep_every_limit():
+    lines = [f"line {i} " + "x" * 300 for i in range(100)]
+    out = fit_lines(lines)
+    assert len(out) <= 2000 and out.endswith("more")
+    assert fit_lines(["a", "b"]) == "a\nb"  # nothing cut: nothing said
+    embed = discord.Embed(title="t" * 300, description="d" * 5000)
+    embed.set_author(name="a" * 300)
+    embed.set_footer(text="f" * 3000)
+    for i in range(30):
+        embed.add_field(name="n" * 300, value="v" * 2000)
+    fit_embed(embed)
+    assert len(embed.title) <= 256 and len(embed.description) <= 4096 and len(embed.author.name) <= 256
+    assert len(embed.fields) <= 25 and all(len(f.name) <= 256 and len(f.value) <= 1024 for f in embed.fields)
+    assert len(embed) <= 6000 and embed.title.endswith("…")

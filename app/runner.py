@@ -33,8 +33,27 @@ def run_bot(cfg: Config) -> None:
     asyncio.run(serve_bot(cfg, token))
 
 
+PARENT_ENV = "PARODYBOT_PARENT_PID"
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child before it runs: SIGTERM when the thread that started it dies
+    (Linux PR_SET_PDEATHSIG), so a SIGKILLed `parodybot run` leaves no worker
+    behind. Elsewhere the worker's own watch on its parent (workers/main.py) does it."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
 class EmbeddedWorker:
-    """Keeps one `parodybot worker` child alive next to the bot; restarts it if it dies."""
+    """Keeps one `parodybot worker` child alive next to the bot; restarts it if it
+    dies, and it dies with us however we end."""
 
     def __init__(self, cfg: Config, log_path=None):
         self.cfg = cfg
@@ -54,11 +73,13 @@ class EmbeddedWorker:
 
     def _supervise(self) -> None:
         backoff = 1.0
-        env = dict(os.environ, PARODYBOT_DATA_DIR=str(self.cfg.data_path))
+        env = dict(os.environ, PARODYBOT_DATA_DIR=str(self.cfg.data_path), **{PARENT_ENV: str(os.getpid())})
+        parent = os.getpid()
         while not self.stopping.is_set():
             started = time.monotonic()
             out = open(self.log_path, "ab") if self.log_path else None
-            self.proc = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+            self.proc = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                         preexec_fn=lambda: _die_with_parent(parent))
             if out:
                 out.close()  # the child holds its own copy
             code = self.proc.wait()

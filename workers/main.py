@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 from core import contract
@@ -43,8 +45,25 @@ def requeue_interrupted(huey, cfg: Config) -> list[str]:
     return requeued
 
 
+def watch_parent() -> None:
+    """An embedded worker (``PARODYBOT_PARENT_PID`` set by `parodybot run`) ends
+    when its parent is gone, even where the kernel does not signal it."""
+    parent = os.environ.get("PARODYBOT_PARENT_PID")
+    if not parent or not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        log.warning("the bot that started this worker is gone; stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def run_worker(cfg: Config) -> None:
     setup_logging(cfg.log_level)
+    watch_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from workers.tasks import Tasks
 

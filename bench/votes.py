@@ -114,11 +114,11 @@ async def main_async(args) -> None:
     try:
         await asyncio.wait_for(bot.ready_event.wait(), 20)
         rules = {} if args.decisions else {"approve_at": 10**6, "reject_at": -10**6}
-        await bot.services.store.create_persona(guild.id, "dril", curation_channel_id=curation.id, rules=rules)
+        dril = await bot.services.store.create_persona(guild.id, "dril", curation_channel_id=curation.id, rules=rules)
         cog = bot.get_cog("Curation")
         texts = [j[:280] for j in joke_corpus()[: args.candidates]]
-        await cog.service.add("dril", None, [(t, {}) for t in texts], await cog.rules_of_persona("dril"))
-        await cog.post_unsent("dril")
+        await cog.service.add(dril["key"], None, [(t, {}) for t in texts], await cog.rules_of_persona(dril["key"]))
+        await cog.post_unsent(dril["key"])
 
         def posted():
             msgs = [m for m in standin.messages(curation) if m.get("embeds")]

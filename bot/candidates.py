@@ -226,10 +226,16 @@ class CandidateService:
 
     async def unsent(self, persona: str) -> list[dict]:
         """The persona's candidates still voting that have no message yet."""
-        return [c for c in await self.store.candidates(persona=persona, states=["voting"]) if not c["message_id"]]
+        return await self.store.undelivered(persona)
 
-    async def set_message(self, candidate_id: int, channel_id: int, message_id: int) -> None:
-        await self.store.update_candidate(candidate_id, message_id=message_id, channel_id=channel_id)
+    async def claim_delivery(self, candidate_id: int, channel_id: int) -> str | None:
+        """Claim a delivery before sending; the time of an earlier claim (a message
+        may already be in the channel) or None."""
+        return await self.store.claim_delivery(candidate_id, channel_id, iso(self.clock()))
+
+    async def set_message(self, candidate_id: int, message_id: int) -> None:
+        await self.store.record_delivery(candidate_id, message_id)
+        self._refs.pop(message_id, None)
 
     async def to_reconcile(self) -> list[dict]:
         """Candidates whose votes still matter (voting, and approved: their score orders the queue)."""

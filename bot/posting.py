@@ -33,7 +33,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,22 +50,15 @@ from bot.publishers import (
     publish_with_retry,
 )
 from core.clock import UTC, iso, utcnow
+from core.faults import fault
 from bot.store import Store
 
 log = logging.getLogger("parodybot.posting")
 
-FAULT_ENV = "PARODYBOT_FAULT"
 #: Longest rate-limit wait a scheduled run sits through; a later reset reschedules.
 MAX_WAIT_SCHEDULED = 600.0
 #: The same for `/post now` and `parodybot post-now` (a person is waiting).
 MAX_WAIT_MANUAL = 60.0
-
-
-def fault(point: str) -> None:
-    """Test hook: ``PARODYBOT_FAULT=<point>`` SIGKILLs this process at ``point``."""
-    if os.environ.get(FAULT_ENV) == point:
-        log.warning("fault injection: SIGKILL at %s", point)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def resolve_command(candidate_id: int) -> str:

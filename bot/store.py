@@ -305,6 +305,27 @@ class Store:
         sql = "SELECT * FROM candidates" + (" WHERE " + " AND ".join(where) if where else "")
         return [_candidate(r) for r in await self.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))]
 
+    async def undelivered(self, persona: str) -> list[dict]:
+        """The persona's candidates still voting that have no message yet, oldest first."""
+        rows = await self.fetchall("SELECT * FROM candidates WHERE persona = ? AND state = 'voting' "
+                                   "AND message_id IS NULL ORDER BY id", (persona,))
+        return [_candidate(r) for r in rows]
+
+    async def claim_delivery(self, candidate_id: int, channel_id: int, at: str) -> str | None:
+        """Claim the candidate's delivery to ``channel_id`` before its message is sent;
+        returns the earlier claim's time when there was one (a message may exist)."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT delivery_claimed_at, channel_id FROM candidates WHERE id = ?",
+                                  (candidate_id,)) as cur:
+                row = await cur.fetchone()
+            earlier = row[0] if row and row[1] == channel_id else None
+            await db.execute("UPDATE candidates SET delivery_claimed_at = COALESCE(?, ?), channel_id = ? WHERE id = ?",
+                             (earlier, at, channel_id, candidate_id))
+        return earlier
+
+    async def record_delivery(self, candidate_id: int, message_id: int) -> None:
+        await self.execute("UPDATE candidates SET message_id = ? WHERE id = ?", (message_id, candidate_id))
+
     async def recent_texts(self, persona: str, limit: int = 5000) -> list[str]:
         """The persona's latest candidate texts (generation drops repeats of them)."""
         rows = await self.fetchall("SELECT text FROM candidates WHERE persona = ? ORDER BY id DESC LIMIT ?", (persona, limit))

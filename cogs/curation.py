@@ -7,6 +7,7 @@ reactions, so what members did while the bot was down counts.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 
@@ -19,6 +20,7 @@ from cogs.common import role_ids
 from cogs.render import fit_embed, plain
 from core import contract
 from core.clock import parse_iso
+from core.faults import fault
 
 log = logging.getLogger("parodybot.curation")
 
@@ -75,11 +77,16 @@ class Curation(commands.Cog):
         self._reconcile_task: asyncio.Task | None = None
         self.windows.start()
         self._edits: set[asyncio.Task] = set()
+        self._deliveries: asyncio.Queue[str] = asyncio.Queue()
+        self._delivery_wanted: dict[str, int | None] = {}
+        self._delivery_locks: dict[str, asyncio.Lock] = {}
+        self._deliverer = asyncio.create_task(self._deliver_loop())
         self._votes = asyncio.create_task(self.service.consume(self.cached_rules, self._after_votes))
 
     async def cog_unload(self) -> None:
         self.windows.cancel()
         self._votes.cancel()
+        self._deliverer.cancel()
         for task in self._queue_refresh.values():
             task.cancel()
         if self._reconcile_task is not None:
@@ -95,14 +102,26 @@ class Curation(commands.Cog):
     # --- candidates --------------------------------------------------------
 
     @commands.Cog.listener()
-    async def on_generate_done(self, job: dict, result: contract.GenerateResult) -> None:
-        """Store a generate job's candidates (once) and post each for voting."""
-        if await self.personas.by_key(job["persona"]) is None:
-            log.warning("job #%s: its persona is gone; its candidates are not posted", job["id"])
-            return
-        if result.candidates:
-            await self.service.add_from_job(job, result, await self.rules_of_persona(job["persona"]))
-        await self.post_unsent(job["persona"], fallback_channel=job["channel_id"])
+    async def on_candidates_waiting(self, key: str, fallback_channel: int | None = None) -> None:
+        """A persona has candidates without a message (a job finished): deliver them."""
+        self.request_delivery(key, fallback_channel)
+
+    def request_delivery(self, key: str, fallback_channel: int | None = None) -> None:
+        if key not in self._delivery_wanted:
+            self._delivery_wanted[key] = fallback_channel
+            self._deliveries.put_nowait(key)
+
+    async def _deliver_loop(self) -> None:
+        """The one delivery path: personas one at a time, in the order asked, so two
+        start-up paths (reconciliation, the job tracker) can never send a candidate twice."""
+        await self.bot.wait_until_ready()
+        while True:
+            key = await self._deliveries.get()
+            fallback = self._delivery_wanted.pop(key, None)
+            try:
+                await self.post_unsent(key, fallback_channel=fallback)
+            except Exception:
+                log.exception("delivering %s's candidates failed; retrying at the next start or job", key)
 
     @commands.Cog.listener()
     async def on_candidate_changed(self, cand: dict, links: list[str] | None = None) -> None:
@@ -117,11 +136,31 @@ class Curation(commands.Cog):
             return
         rules = await self.rules_of_persona(key)
         channel = self.bot.get_partial_messageable(channel_id)
+        async with self._delivery_locks.setdefault(key, asyncio.Lock()):
+            await self._send_unsent(key, channel, channel_id, rules)
+
+    async def _send_unsent(self, key: str, channel, channel_id: int, rules: voting.VoteRules) -> None:
         for cand in await self.service.unsent(key):
-            message = await channel.send(embed=render_candidate(cand, rules))
-            await self.service.set_message(cand["id"], channel_id, message.id)
-            for emoji in rules.vote_emojis:
+            earlier = await self.service.claim_delivery(cand["id"], channel_id)
+            message = await self._sent_before(channel, cand["id"], earlier) if earlier else None
+            if message is None:
+                message = await channel.send(embed=render_candidate(cand, rules))
+                fault("after_candidate_message")
+            await self.service.set_message(cand["id"], message.id)
+            for emoji in rules.vote_emojis:  # adding one that is there already changes nothing
                 await message.add_reaction(emoji)
+
+    async def _sent_before(self, channel, candidate_id: int, claimed_at: str):
+        """The message an earlier delivery sent for this candidate, if it got that far
+        (the process may have died between sending it and recording its id)."""
+        tag = f"candidate #{candidate_id}"
+        after = parse_iso(claimed_at) - dt.timedelta(minutes=1)
+        async for message in channel.history(limit=200, after=after, oldest_first=True):
+            if message.author.id == self.bot.user.id and message.embeds and \
+                    (message.embeds[0].author.name or "").endswith(tag):
+                log.info("%s: adopting the message sent before a restart", tag)
+                return message
+        return None
 
     async def refresh_message(self, cand: dict, links: list[str] | None = None) -> None:
         if not cand or not cand.get("message_id"):
@@ -217,7 +256,7 @@ class Curation(commands.Cog):
         for cand in await self.service.to_reconcile():
             await self.reconcile(cand)
         for persona in await self.personas.every_guild():
-            await self.post_unsent(persona["key"])
+            self.request_delivery(persona["key"])
 
     async def reconcile(self, cand: dict) -> None:
         persona = await self.personas.by_key(cand["persona"])

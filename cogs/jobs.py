@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.charts import loss_curve_png
-from cogs.common import counts_text, duration, job_autocomplete, operator_only, progress_bar, services
+from cogs.common import counts_text, duration, job_autocomplete, operator_only, progress_bar, role_ids, services
 from cogs.render import fit, fit_embed, fit_lines, plain
 from core import contract
 
@@ -127,8 +127,15 @@ class Jobs(commands.Cog):
             if embed:
                 kwargs["embed"] = embed
         if isinstance(result, contract.GenerateResult) and job["state"] == contract.DONE:
-            # The curation cog stores them and posts each for voting (cogs/curation.py).
-            self.bot.dispatch("generate_done", job, result)
+            # Stored before the job counts as delivered, so a crash loses none; the
+            # curation cog sends them (cogs/curation.py), beside this tracker.
+            persona = await self.bot.services.personas.by_key(job["persona"])
+            if persona is None:
+                log.warning("job #%s: its persona is gone; its candidates are not kept", job["id"])
+            elif result.candidates:
+                rules = self.bot.services.personas.rules(persona, role_ids(self.bot.get_guild(persona["guild_id"])))
+                await self.bot.services.candidates.add_from_job(job, result, rules)
+            self.bot.dispatch("candidates_waiting", job["persona"], job["channel_id"])
         await self.edit_message(job, **kwargs)
         await self.jobs.mark_delivered(job["id"])
 

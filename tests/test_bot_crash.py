@@ -130,8 +130,11 @@ class BotProcess:
             encoding="utf-8",
         )
 
-    async def start(self) -> None:
+    async def start(self, fault: str | None = None) -> None:
         env = dict(os.environ, DISCORD_TOKEN=self.world.standin.bot_token, PARODYBOT_DATA_DIR=str(self.data_dir))
+        env.pop("PARODYBOT_FAULT", None)
+        if fault:
+            env["PARODYBOT_FAULT"] = fault
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "bot", "bot", "--config", str(self.config)],
                                          cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -340,3 +343,57 @@ async def test_sigkilled_bot_decides_votes_as_an_uninterrupted_one(tmp_path, mon
         assert outcome["shown"]["state"] == EXPECTED[key][0]
         if outcome["state"] != "voting":
             assert outcome["shown"]["net"] == EXPECTED[key][1]
+
+
+def candidate_messages(world) -> list[dict]:
+    return [m for m in world.standin.messages(world.curation)
+            if m.get("embeds") and "candidate #" in ((m["embeds"][0].get("author") or {}).get("name") or "")]
+
+
+@pytest.mark.timeout(180)
+async def test_a_restart_mid_delivery_sends_each_candidate_exactly_once(tmp_path):
+    """SIGKILL right after the 3rd of 20 candidate messages is sent, before its id is
+    recorded; the restarted bot adopts that message and sends the other 17 once."""
+    texts = [f"candidate text number {i}" for i in range(20)]
+    async with fresh_world() as world:
+        bot = BotProcess(world, tmp_path)
+        store = await Store.open(bot.data_dir / "parodybot.sqlite3")
+        await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+        await store.close()
+        await bot.start(fault="after_candidate_message:3")
+        worker = CannedWorker(load_config(bot.config), texts)
+        ix = await world.standin.invoke(world.alice, "generate", channel=world.general,
+                                        options={"persona": "dril", "count": 20})
+        await ix.wait_for_response(timeout=5)
+        await worker.run_one()
+        await world.standin.wait_for(lambda: bot.proc.poll() is not None, 60, what="the fault to stop the bot")
+        assert bot.proc.returncode == -signal.SIGKILL
+        assert len(candidate_messages(world)) == 3  # the 3rd was sent, its id never recorded
+
+        await bot.start()
+
+        def stored_ids() -> dict[str, int]:
+            conn = sqlite3.connect(bot.data_dir / "parodybot.sqlite3", timeout=5)
+            try:
+                return dict(conn.execute("SELECT text, message_id FROM candidates WHERE message_id IS NOT NULL"))
+            finally:
+                conn.close()
+
+        def delivered():
+            ids = stored_ids()
+            ready = len(ids) == 20 and all(
+                sum(r["me"] for r in world.standin.message(mid)["reactions"]) == 2 for mid in ids.values())
+            return ids if ready else None
+
+        stored = await world.standin.wait_for(delivered, timeout=60, what="all 20 candidates delivered, pre-reacted")
+        msgs = candidate_messages(world)
+        assert sorted(m["embeds"][0]["description"] for m in msgs) == sorted(texts)  # each exactly once
+        assert {m["embeds"][0]["description"]: int(m["id"]) for m in msgs} == stored
+
+        # Votes on the adopted message count.
+        third = next(m for m in msgs if m["embeds"][0]["description"] == texts[2])
+        for name in ("bob", "carol", "dave"):
+            await world.standin.react(world.members[name], world.curation, third["id"], UP)
+        await bot.wait(lambda: "approved" in str(world.standin.message(third["id"])["embeds"][0]["fields"]), 20,
+                       "the adopted candidate to be approved by three votes")
+        bot.kill_if_running()

@@ -6,15 +6,18 @@ set-up. Unknown keys and wrong types are errors that name the key.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import load_dotenv
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import emoji
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.contract import PERSONA_NAME
 
+CUSTOM_EMOJI = re.compile(r"<a?:[A-Za-z0-9_~]{2,32}:[0-9]{17,20}>")
 DATA_DIR_ENV = "PARODYBOT_DATA_DIR"
 TOKEN_ENV = "DISCORD_TOKEN"
 
@@ -85,6 +88,21 @@ class CurationConfig(Section):
     curator_role: str = ""
     approve_emoji: str = "👍"
     reject_emoji: str = "👎"
+
+    @field_validator("approve_emoji", "reject_emoji")
+    @classmethod
+    def _one_emoji(cls, v: str) -> str:
+        # Discord refuses anything else as a reaction (10014 Unknown Emoji).
+        if not (emoji.is_emoji(v.strip()) or CUSTOM_EMOJI.fullmatch(v.strip())):
+            raise ValueError(f"{v!r} is not one emoji: use a single emoji such as 👍, or a server emoji as <:name:id>")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "CurationConfig":
+        if len({self.approve_emoji, self.reject_emoji, "✅", "❌"}) < 4:
+            raise ValueError("approve_emoji and reject_emoji must differ from each other and from ✅ / ❌ "
+                             "(those are the curators' approve and reject at once)")
+        return self
 
 
 class PostingConfig(Section):

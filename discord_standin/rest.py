@@ -153,10 +153,15 @@ class Rest:
         if auth and request.headers.get("Authorization") != f"Bot {self.s.bot_token}":
             self.state.record("rest", method=method, path=path, status=401)
             return json_response(401, {"message": "401: Unauthorized", "code": 0})
+        verdict = self.s.ratelimits.check(method, path, template, params)
+        if verdict.refused is not None:
+            self.state.record("rest", method=method, path=path, route=template, status=429,
+                              retry_after=verdict.refused["retry_after"])
+            return json_response(429, verdict.refused, verdict.headers)
         try:
             body, uploads = await self._read_body(request)
         except ApiError as exc:
-            return json_response(exc.status, exc.body())
+            return json_response(exc.status, exc.body(), verdict.headers)
         req = Req(method, path, params, request.query, body, uploads, request)
         try:
             for key, value in params.items():
@@ -167,7 +172,7 @@ class Rest:
             entry = self.state.record("rest", method=method, path=path, route=template, status=exc.status,
                                       code=exc.code, error=exc.message, body=_short(body))
             self.s._on_rest_error(req, exc, entry)
-            return json_response(exc.status, exc.body())
+            return json_response(exc.status, exc.body(), verdict.headers)
         except Exception as exc:  # a bug in the stand-in: say so loudly, and not as a 5xx discord.py would retry
             log.exception("discord stand-in crashed on %s %s", method, path)
             self.s.internal_errors.append(f"{method} {path}: {exc!r}")
@@ -177,7 +182,7 @@ class Rest:
         if out is None and status == 200:
             status = 204
         self.state.record("rest", method=method, path=path, route=template, status=status, body=_short(body))
-        return json_response(status, out)
+        return json_response(status, out, verdict.headers)
 
     async def _read_body(self, request: web.Request) -> tuple[Optional[Any], list]:
         if not request.can_read_body:

@@ -20,6 +20,7 @@ from . import interactions as ixm
 from .gateway import Gateway, Session
 from .interactions import InteractionFailed, OptionBuilder, StandinInteraction
 from .rest import Rest, json_response
+from .ratelimit import RateLimiter
 from .state import (
     FILE_SIZE_LIMIT,
     MESSAGE_FLAG_EPHEMERAL,
@@ -60,8 +61,11 @@ class DiscordStandin:
 
     def __init__(self, *, bot_name: str = "parodybot", bot_token: Optional[str] = None, host: str = "127.0.0.1",
                  port: int = 0, cdn_host: Optional[str] = None, ack_timeout: float = 3.0,
-                 privileged_intents: int = Intent.PRIVILEGED, clock: Callable[[], float] = time.time):
+                 privileged_intents: int = Intent.PRIVILEGED, clock: Callable[[], float] = time.time,
+                 rate_limits: bool = True):
         self.state = State(clock, bot_name=bot_name)
+        # Discord's REST rate limits, on unless a test turns them off (discord_standin/ratelimit.py).
+        self.ratelimits = RateLimiter(enabled=rate_limits)
         bot_id = self.state.bot_user.id
         self.bot_token = bot_token or (
             base64.b64encode(str(bot_id).encode()).decode().rstrip("=") + ".Standin." + secrets.token_urlsafe(27)

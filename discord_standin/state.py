@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
+import emoji as emoji_lib
+
 DISCORD_EPOCH_MS = 1420070400000
 
 
@@ -654,7 +656,7 @@ class State:
             if emoji.get("animated"):
                 payload["animated"] = True
             return f"{emoji['name']}:{eid}", payload
-        if not raw or raw.isascii():
+        if not emoji_lib.is_emoji(raw):  # one emoji of Unicode's list, as Discord checks; anything else is 10014
             raise ApiError(400, 10014, "Unknown Emoji")
         return raw, {"id": None, "name": raw}
 

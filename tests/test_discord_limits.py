@@ -99,3 +99,40 @@ def test_fit_helpers_keep_every_limit():
     assert len(embed.title) <= 256 and len(embed.description) <= 4096 and len(embed.author.name) <= 256
     assert len(embed.fields) <= 25 and all(len(f.name) <= 256 and len(f.value) <= 1024 for f in embed.fields)
     assert len(embed) <= 6000 and embed.title.endswith("…")
+
+
+async def test_50_candidates_under_discords_rate_limits_while_another_jobs_progress_updates(world, bot):
+    """Posting 50 pre-reacted candidates takes Discord about a minute (5 messages per
+    5 s, a reaction per 0.25 s, per channel). Meanwhile another job's progress
+    message, in another channel, keeps moving: delivery runs beside the tracker."""
+    from core import contract
+
+    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+    worker = CannedWorker(bot.cfg, [f"candidate number {i}" for i in range(50)])
+    ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options={"persona": "dril", "count": 50})
+    await ix.wait_for_response(timeout=5)
+    await worker.run_one()
+    await world.standin.wait_for(lambda: candidate_messages(world), timeout=30, what="the first candidate")
+
+    # Another job: queued, its progress written as a worker writes it.
+    train = await world.standin.invoke(world.alice, "train", channel=world.log, options={"handle": "weirdal"})
+    await train.wait_for_response(timeout=5)
+    job = next(j for j in await bot.services.store.list_jobs() if j["kind"] == "train")
+    seen_while_delivering = []
+    for step in (10, 20, 30):
+        contract.put_progress(bot.services.queue, job["queue_id"],
+                              {"state": "running", "kind": "train", "phase": "finetuning", "step": step, "steps": 100,
+                               "loss": 2.0, "avg_loss": 2.0, "eta": 60})
+        await world.standin.wait_for(lambda: f"step {step}/100" in world.standin.message(train.response["id"])["content"],
+                                     timeout=10, what=f"the progress message to show step {step}")
+        seen_while_delivering.append(len(candidate_messages(world)))
+    # Sending 50 takes at least 45 s under the limit; each progress edit above came while it went on.
+    assert all(n < 50 for n in seen_while_delivering), seen_while_delivering
+
+    msgs = await world.standin.wait_for(
+        lambda: (m := candidate_messages(world)) and len(m) == 50
+        and all(sum(r["me"] for r in x["reactions"]) == 2 for x in m) and m,
+        timeout=120, what="50 candidates, pre-reacted")
+    assert len({x["embeds"][0]["description"] for x in msgs}) == 50
+    # discord.py paced itself by the headers: whatever 429s it met, it waited and nothing was lost.
+    assert world.standin.internal_errors == []

@@ -14,6 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Optional
 
+import regex
 from aiohttp import web
 
 from . import interactions as ixm
@@ -907,7 +908,9 @@ def _link_attachments(embeds: list, attachments: list) -> list:
     return out
 
 
-_NAME_OK = re.compile(r"^[\w'-]{1,32}$")
+# Discord's rule for command and option names (application-commands docs), lowercase where a
+# lowercase form exists.
+_NAME_OK = regex.compile(r"^[-_'\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$")
 
 
 def _check_command(cmd: Any, prefix: str) -> None:

@@ -263,8 +263,9 @@ class DiscordStandin:
                   bot_permissions: Any = Perm.DEFAULT_BOT, everyone_permissions: Any = Perm.DEFAULT_EVERYONE,
                   locale: str = "en-US") -> Guild:
         """A guild with its @everyone role (id == guild id) and, unless bot_joined=False,
-        the bot as a member holding a managed role with ``bot_permissions``. A guild has
-        no owner until one is given here or with add_member(..., owner=True)."""
+        the bot as a member holding a managed role with ``bot_permissions``. Every
+        Discord guild has an owner (``owner_id``): the one given here, or a member
+        "<name> owner" made for it (add_member(..., owner=True) hands it on)."""
         st = self.state
         gid = st.snowflake()
         guild = Guild(gid, name, joined_at=st.now_iso(), preferred_locale=locale)
@@ -278,6 +279,8 @@ class DiscordStandin:
                 if user.id not in guild.members:
                     self.add_member(guild, user, owner=True)
                 guild.owner_id = user.id
+        if guild.owner_id is None:
+            self.add_member(guild, f"{name} owner", owner=True)
         if bot_joined:
             self._join_bot(guild, bot_permissions)
         st.record("world.guild", id=gid, name=name)

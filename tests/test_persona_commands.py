@@ -44,7 +44,7 @@ async def test_persona_bad_input_is_ephemeral_and_says_what_to_do(world, bot):
     assert ix.ephemeral and "a-z, 0-9 and _" in ix.response["content"]
     await run(world, world.alice, "persona", "create", name="dril")
     ix = await run(world, world.alice, "persona", "configure", name="dril", targets="myspace:TOM")
-    assert ix.ephemeral and "unknown platform 'myspace'" in ix.response["content"]
+    assert ix.ephemeral and "unknown platform `myspace`" in ix.response["content"]
     ix = await run(world, world.alice, "persona", "configure", name="dril", targets="x")
     assert ix.ephemeral and "x:DRIL_X" in ix.response["content"]
     ix = await run(world, world.bob, "persona", "configure", name="dril", approve_at=1)

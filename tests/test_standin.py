@@ -12,6 +12,8 @@ import pytest
 from discord import app_commands
 
 from discord_standin import DiscordStandin, InteractionFailed, Perm, StandinError
+from discord_standin.rest import _check_command
+from discord_standin.state import ApiError
 from standin_helpers import RecordingBot, running_bot
 
 CSV = b"tweets\nno\n\"multi\nline\"\n"
@@ -340,3 +342,58 @@ async def test_rest_answers_like_discord():
                 assert r.status == 404 and (await r.json())["code"] == 10062
             async with http.post(f"{standin.api_base}/webhooks/{standin.application_id}/abc", json={}) as r:
                 assert (await r.json())["code"] == 10015
+
+
+# --- what Discord enforces (issue 12) ------------------------------------------------
+
+
+async def test_reactions_must_be_one_emoji_like_on_discord(world, bot):
+    standin, guild, channel, alice, _ = world
+    message = await bot.get_channel(channel.id).send("vote")
+    await message.add_reaction("👍")
+    await message.add_reaction("👍🏽")
+    for bad in ("thumbsup", "👍x", "✔️✔️"):
+        with pytest.raises(discord.HTTPException) as caught:
+            await message.add_reaction(bad)
+        assert caught.value.code == 10014 and caught.value.status == 400
+    assert [r["emoji"] for r in standin.message(message.id)["reactions"]] == ["👍", "👍🏽"]
+
+
+async def test_rate_limits_come_with_discords_headers_and_429_body(world, bot):
+    standin, guild, channel, alice, _ = world
+    limiter = standin.ratelimits
+    verdicts = [limiter.check("POST", f"/channels/{channel.id}/messages", "/channels/{channel_id}/messages",
+                              {"channel_id": str(channel.id)}) for _ in range(6)]
+    assert [v.refused is None for v in verdicts] == [True] * 5 + [False]
+    first, refused = verdicts[0].headers, verdicts[5]
+    assert first["X-RateLimit-Limit"] == "5" and first["X-RateLimit-Remaining"] == "4"
+    assert float(first["X-RateLimit-Reset-After"]) <= 5.0 and first["X-RateLimit-Bucket"]
+    assert refused.refused["message"] == "You are being rate limited." and refused.refused["global"] is False
+    assert 0 < refused.refused["retry_after"] <= 5.0
+    assert refused.headers["Via"] and refused.headers["X-RateLimit-Scope"] == "user"
+    # Another channel has a bucket of its own.
+    other = limiter.check("POST", "/channels/1/messages", "/channels/{channel_id}/messages", {"channel_id": "1"})
+    assert other.refused is None
+    # discord.py, told by the headers, waits instead of failing: 7 sends to one channel all arrive.
+    sent = [await bot.get_channel(channel.id).send(f"m{i}") for i in range(7)]
+    assert [standin.message(m.id)["content"] for m in sent] == [f"m{i}" for i in range(7)]
+
+
+async def test_guilds_have_an_owner_and_command_names_follow_discords_rule(world, bot):
+    standin, guild, channel, alice, _ = world
+    assert guild.owner_id is not None and guild.owner_id in guild.members
+    me = await bot.fetch_guild(guild.id)
+    assert me.owner_id == guild.owner_id
+    tree = bot.tree
+    for good in ("пост", "post-now", "post_now"):
+        tree.add_command(discord.app_commands.Command(name=good, description="ok", callback=_noop))
+    await tree.sync()
+    assert {"пост", "post-now", "post_now"} <= {c["name"] for c in standin.registered_commands()}
+    for bad in ("Post", "post now", "post.now", "x" * 33):  # what every sync is checked against
+        with pytest.raises(ApiError) as caught:
+            _check_command({"name": bad, "description": "x", "type": 1}, "0.")
+        assert caught.value.status == 400
+
+
+async def _noop(interaction: discord.Interaction) -> None:
+    await interaction.response.send_message("ok")

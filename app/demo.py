@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -113,9 +114,15 @@ async def run_demo(cfg: Config) -> int:
         if "failed:" in final:
             return 1
 
-        candidates = await standin.wait_for(
-            lambda: [m for m in standin.messages(curation) if (m.get("embeds") or [{}])[0].get("author")],
-            timeout=30, what="candidate messages")
+        count = int(re.search(r"done: (\d+) candidate", final).group(1))
+
+        def all_candidates():
+            # Discord takes 5 messages per 5 s and a reaction per 0.25 s in a channel: wait for all, pre-reacted.
+            found = [m for m in standin.messages(curation) if (m.get("embeds") or [{}])[0].get("author")]
+            ready = len(found) >= count and all(sum(r["me"] for r in m["reactions"]) == 2 for m in found)
+            return found if ready else None
+
+        candidates = await standin.wait_for(all_candidates, timeout=60, what="candidate messages")
         for msg in candidates:
             say("parodybot", message_text(msg))
         # The group votes: the first two get three thumbs up, the third two thumbs down.
@@ -127,9 +134,14 @@ async def run_demo(cfg: Config) -> int:
             for member in voters[:2]:
                 await standin.react(member, curation, candidates[2]["id"], "👎")
                 say(member.user.username, f"👎 on candidate message {candidates[2]['id']}")
-        await asyncio.sleep(1.0)
-        for msg in candidates[:3]:
-            say("parodybot", "(edited) " + message_text(standin.message(msg["id"])))
+        wanted = ["approved", "approved", "rejected"][:len(candidates)]
+
+        def decided():
+            states = [message_text(standin.message(m["id"])) for m in candidates[:3]]
+            return states if all(f"{w} (net" in t for w, t in zip(wanted, states)) else None
+
+        for text in await standin.wait_for(decided, timeout=30, what="the votes' decisions on the messages"):
+            say("parodybot", "(edited) " + text)
 
         # Hands-off posting: a demo schedule of seconds instead of 0 9,13,19 * * *.
         say("alice", "/schedule set persona:jokes interval_minutes:0.05 jitter_minutes:0   (every 3 seconds, for the demo)")

@@ -45,6 +45,7 @@ from bot.publishers import (
     PublishConfigError,
     PublishError,
     RateLimited,
+    UsageCapped,
     make_publisher,
     normalize_platform,
     publish_with_retry,
@@ -76,6 +77,7 @@ class TargetOutcome:
     duplicate: bool = False
     error: str | None = None
     reset_at: float | None = None   # rate limited: when the platform takes posts again (epoch)
+    held_until: float | None = None  # usage capped: nothing goes to this target before then (epoch)
     pauses: bool = False            # the error pauses the persona (credentials, target config)
 
 
@@ -293,6 +295,16 @@ class PostingService:
         except PublishConfigError as exc:
             return await self._pause(persona, f"bad publish target: {exc}", None, [])
 
+        now = iso(self.clock())
+        held = {k: h for k, h in (persona.get("target_holds") or {}).items() if h.get("until", "") > now}
+        if held and not [t for t in targets if t["key"] not in held]:
+            notice = "held:" + ",".join(f"{k}@{h['until']}" for k, h in sorted(held.items()))
+            text = f"⏸️ **{name}**: nothing to post to: " + "; ".join(
+                f"{k} is held until {h['until'][:16].replace('T', ' ')} UTC ({h['why']})" for k, h in held.items())
+            await self._say_once(persona, notice, "cap", text)
+            return RunReport(name, "cap", text.replace("**", ""))
+        targets = [t for t in targets if t["key"] not in held]
+
         cap = await self._cap_reached(persona)
         if cap is not None:
             notice, text = cap
@@ -360,6 +372,9 @@ class PostingService:
             out = TargetOutcome(key, platform, "failed", error=f"bad publish target: {exc}", pauses=True)
             await self._record_failure(cand["id"], key, out.error)
             return out
+        except UsageCapped as exc:  # before the next period nothing gets through: hold, never retry
+            await self._record_failure(cand["id"], key, str(exc))
+            return TargetOutcome(key, platform, "failed", error=str(exc), held_until=exc.until)
         except RateLimited as exc:
             when = dt.datetime.fromtimestamp(exc.reset_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
             out = TargetOutcome(key, platform, "failed", error=f"rate limited until {when}", reset_at=exc.reset_at + 1)
@@ -416,6 +431,15 @@ class PostingService:
                 text += f" Rate limited: the next try is at <t:{int(retry_at)}:f> or the next scheduled run."
             await self._say(key, report.outcome, text, candidate_id=cid, refresh=bool(done))
             report.message = text.replace("**", "")
+        for o in outcomes:
+            if o.held_until is not None:
+                until = iso(dt.datetime.fromtimestamp(o.held_until, UTC))
+                await self.store.hold_target(persona["key"], o.key, until, o.error or "usage cap")
+                others = [t.key for t in outcomes if t.key != o.key]
+                text = (f"⏸️ **{name}**: {o.error}. Posts to {o.key} are held until {until[:16].replace('T', ' ')} UTC "
+                        "and not tried before" + (f"; {', '.join(others)} go on." if others else "."))
+                await self._say_once(dict(persona, posting_notice=None), f"held:{o.key}@{until}", "cap", text)
+                report.message += "\n" + text.replace("**", "")
         if pause_reason:
             paused = await self._pause(persona, pause_reason, cid, outcomes)
             report.paused_reason = paused.paused_reason

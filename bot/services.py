@@ -15,6 +15,7 @@ from bot.posting import PostingService
 from bot.scheduler import PostingScheduler
 from bot.store import Store
 from core import __version__, contract
+from core.clock import iso, utcnow
 from core.config import Config
 
 HEARTBEAT_FRESH_S = 20  # the worker beats every 5 s
@@ -101,8 +102,15 @@ class Services:
         await self.scheduler.stop()
         await self.store.close()
 
-    async def status(self) -> dict:
-        return await status(self.store, self.queue, self.started_at)
+    async def status(self, guild_id: int | None = None) -> dict:
+        """The bot's state, and (for a guild) its personas' publish targets that are held back."""
+        report = await status(self.store, self.queue, self.started_at)
+        if guild_id is not None:
+            now = iso(utcnow())
+            report["held"] = [{"persona": p["name"], "target": target, "until": h["until"], "why": h["why"]}
+                              for p in await self.personas.list(guild_id)
+                              for target, h in (p.get("target_holds") or {}).items() if h.get("until", "") > now]
+        return report
 
     async def stats(self, guild_id: int, persona: str | None = None) -> dict:
         chosen = [await self.personas.get(guild_id, persona)] if persona else await self.personas.list(guild_id)

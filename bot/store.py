@@ -196,6 +196,17 @@ class Store:
             await db.execute("DELETE FROM candidates WHERE persona = ? AND state NOT IN ('posting', 'posted')", (key,))
             await db.execute("DELETE FROM personas WHERE key = ?", (key,))
 
+    async def hold_target(self, key: str, target: str, until: str, why: str) -> None:
+        """No run posts to ``target`` before ``until`` (UTC ISO)."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT target_holds FROM personas WHERE key = ?", (key,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return
+            holds = json.loads(row[0] or "{}")
+            holds[target] = {"until": until, "why": why[:300]}
+            await db.execute("UPDATE personas SET target_holds = ? WHERE key = ?", (json.dumps(holds), key))
+
     async def set_retry_at(self, key: str, when: str | None) -> None:
         """The persona's pending posting retry (UTC ISO), or none; writes only on a change."""
         await self.execute("UPDATE personas SET retry_at = ? WHERE key = ? AND retry_at IS NOT ?", (when, key, when))
@@ -516,7 +527,7 @@ class Store:
         await self.execute(f"UPDATE posting_events SET delivered_at = {_NOW} WHERE id = ?", (event_id,))
 
 
-def _json_fields(fields: dict, names: Iterable[str] = ("sources", "rules", "schedule", "targets")) -> dict:
+def _json_fields(fields: dict, names: Iterable[str] = ("sources", "rules", "schedule", "targets", "target_holds")) -> dict:
     return {k: (json.dumps(v) if k in names and not isinstance(v, str) else v) for k, v in fields.items()}
 
 
@@ -529,7 +540,7 @@ def _loads(row, names: Iterable[str]) -> dict:
 
 
 def _persona(row) -> dict:
-    return _loads(row, ("sources", "rules", "schedule", "targets"))
+    return _loads(row, ("sources", "rules", "schedule", "targets", "target_holds"))
 
 
 def _job(row) -> dict:

@@ -33,6 +33,10 @@ def render_status(report: dict) -> discord.Embed:
             wtext += f", working on {', '.join(worker['busy'])}"
     embed.add_field(name="Worker", value=wtext, inline=False)
     embed.add_field(name="Jobs waiting", value=str(report["queue"]["waiting"]))
+    held = report.get("held") or []
+    if held:
+        embed.add_field(name="Posting held", inline=False, value="\n".join(
+            f"{h['persona']} → {h['target']} until {h['until'][:16].replace('T', ' ')} UTC ({h['why']})" for h in held))
     return fit_embed(embed)
 
 
@@ -42,7 +46,7 @@ class Status(commands.Cog):
 
     @app_commands.command(name="status", description="Bot version, uptime, database and worker state")
     async def status(self, interaction: discord.Interaction) -> None:
-        report = await self.bot.services.status()
+        report = await self.bot.services.status(interaction.guild_id)
         await interaction.response.send_message(embed=render_status(report))
 
 

@@ -114,3 +114,24 @@ def test_plain_strings_accepted():
 def test_strip_links_helper():
     assert strip_links("a https://x.y/z) b") == "a ) b"
     assert strip_links("so https://t.co/x, then https://t.co/y") == "so, then "
+
+
+# --- replies: what the source knows wins (issue 13) ---------------------------------
+
+
+def test_a_post_the_source_says_is_no_reply_is_kept_whatever_it_starts_with():
+    # Bluesky: no `reply` on the record; an X archive: no in_reply_to_status_id.
+    posts = [RawPost("@alice.bsky.social is the best", is_reply=False),
+             RawPost("@dril is my favourite poster", is_reply=False),
+             RawPost("who asked", is_reply=True)]  # a reply the source names, though no @ starts it
+    result = clean(posts)
+    assert result.kept == ["@alice.bsky.social is the best", "@dril is my favourite poster"]
+    assert result.dropped["reply"] == 1
+
+
+def test_the_text_guess_only_where_the_source_cannot_say_and_after_links_go():
+    # A one-column CSV cannot say: a leading @mention is taken as a reply, links stripped first.
+    result = clean([RawPost("https://t.co/x @dril hi"), RawPost("hi https://t.co/x"), RawPost("@dril hi")])
+    assert result.kept == ["hi"] and result.dropped["reply"] == 2
+    # ... and a post that the source says is no reply is never guessed about.
+    assert clean([RawPost("https://t.co/x @dril hi", is_reply=False)]).kept == ["@dril hi"]

@@ -197,6 +197,51 @@ async def test_429_waits_for_the_reset_then_posts(store, tmp_path, fx):
     assert (await store.get_candidate(cid))["state"] == "posted"
 
 
+async def test_xs_monthly_usage_cap_holds_the_target_until_next_month_and_never_loops(store, tmp_path, fx):
+    """429 UsageCapExceeded is no 15-minute limit: X is not called again before the
+    first of next month, it is said once in the log channel, and the persona's
+    other targets go on."""
+    await persona(store, [x_target(fx), {"platform": "outbox"}])
+    first = await approved(store, "one", score=5)
+    second = await approved(store, "two", score=4)
+    ft = FakeTime()
+    fx.fail_next("usage_cap")
+    service = make_service(store, tmp_path, ft)
+    report = await service.run("dril")
+    assert report.outcome == "partial" and ft.sleeps == [] and report.retry_at is None
+    holds = (await store.get_persona("dril"))["target_holds"]
+    month_end = dt.datetime.now(dt.timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    next_month = (month_end + dt.timedelta(days=32)).replace(day=1)
+    assert holds["x"]["until"].startswith(next_month.strftime("%Y-%m-%dT00:00")) and "Monthly product cap" in holds["x"]["why"]
+    said = [e["text"] for e in await events(store, "cap")]
+    assert len(said) == 1 and "Posts to x are held until" in said[0] and "outbox go on" in said[0]
+
+    for _ in range(3):  # later runs: the outbox gets the rest, X is never called
+        await service.run("dril")
+    assert len(fx.requests_to("/2/tweets")) == 1
+    assert (await store.get_candidate(first))["state"] == "posted"
+    assert (await store.get_candidate(second))["state"] == "posted"
+    assert len(await events(store, "cap")) == 1  # said once
+
+
+async def test_xs_daily_cap_holds_until_the_24_hour_reset_x_names(store, tmp_path, fx):
+    await persona(store, [x_target(fx)])
+    cid = await approved(store, "tomorrow")
+    ft = FakeTime()
+    reset = int(ft.now) + 20 * 3600
+    fx.fail_next("daily_cap", reset_at=reset)
+    service = make_service(store, tmp_path, ft)
+    report = await service.run("dril")
+    assert report.outcome == "failed" and ft.sleeps == []
+    until = dt.datetime.fromtimestamp(reset, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M")
+    assert (await store.get_persona("dril"))["target_holds"]["x"]["until"].startswith(until)
+    again = await service.run("dril")  # the only target is held: nothing to post to, said once
+    assert again.outcome == "cap" and "x is held until" in again.message
+    assert len(fx.requests_to("/2/tweets")) == 1 and (await store.get_candidate(cid))["state"] == "approved"
+    await service.run("dril")
+    assert len(await events(store, "cap")) == 1  # the hold is said once; the runs it skips say nothing more
+
+
 async def test_a_long_rate_limit_reschedules_and_the_candidate_stays_queued(store, tmp_path, fx):
     await persona(store, [x_target(fx)])
     cid = await approved(store, "later")
@@ -679,3 +724,16 @@ async def test_the_bot_starts_with_a_poisoned_stored_schedule_and_says_so(world,
     ix = await world.standin.invoke(world.alice, "status", channel=world.general)
     await ix.wait_for_response(timeout=5)  # the bot is up and answers
     assert bot.services.scheduler.job_for(persona_key(world.guild.id, "dril")) is None
+
+
+async def test_status_shows_a_held_target(world, bot_handle, monkeypatch, fx):
+    bot = await _bot_with_persona(world, bot_handle, monkeypatch, [x_target(fx)])
+    await _candidate_message(world, bot, "capped")
+    fx.fail_next("usage_cap")
+    ix = await world.standin.invoke(world.alice, "post", subcommand="now", channel=world.general,
+                                    options={"persona": "dril"})
+    await ix.wait_for_response(timeout=10)
+    ix = await world.standin.invoke(world.alice, "status", channel=world.general)
+    await ix.wait_for_response(timeout=5)
+    held = {f["name"]: f["value"] for f in ix.response["embeds"][0]["fields"]}["Posting held"]
+    assert held.startswith("dril → x until ") and "Monthly product cap" in held

@@ -296,6 +296,38 @@ def test_x_user_timeline_paginates_and_waits_on_429(x_api, caplog):
     assert TOKEN not in caplog.text
 
 
+def test_x_long_posts_come_whole_from_note_tweet(monkeypatch):
+    """X cuts `text` at 280 characters; the whole post is `note_tweet.text`, sent only
+    when tweet.fields names note_tweet (X API v2 docs, "Tweet object": note_tweet)."""
+    monkeypatch.setenv("X_BEARER_TOKEN", TOKEN)
+    long = "word " * 100  # 500 characters
+    fake = FakeXApi(token=TOKEN, users={"dril": {"id": "1", "name": "wint", "username": "dril"}},
+                    timelines={"1": [x_tweet(7, long.strip()), x_tweet(6, "short one")]})
+    with fake:
+        posts = XSource(sleep=lambda s: None).fetch(handle="dril", base_url=fake.url)
+        (page,) = fake.hits("/2/users/1/tweets")
+    assert "note_tweet" in page.param("tweet.fields").split(",")
+    assert [p.text for p in posts] == [long.strip(), "short one"]
+
+
+def test_x_usage_cap_says_until_when_and_never_waits(monkeypatch):
+    """The monthly usage cap (recorded body: title UsageCapExceeded, period Monthly)
+    is no 15-minute limit: no waiting, and the message names the first of next month."""
+    import datetime as dt
+
+    monkeypatch.setenv("X_BEARER_TOKEN", TOKEN)
+    fake = FakeXApi(token=TOKEN, users={"dril": {"id": "1", "name": "wint", "username": "dril"}},
+                    timelines={"1": [x_tweet(7, "hello")]}, usage_capped=True)
+    slept = []
+    now = dt.datetime(2026, 12, 2, 5, 0, tzinfo=dt.timezone.utc).timestamp()
+    with fake, pytest.raises(SourceUnavailable) as caught:
+        XSource(sleep=slept.append, clock=lambda: now).fetch(handle="dril", base_url=fake.url)
+    assert slept == [] and len(fake.hits("/2/users/1/tweets")) == 1
+    message = str(caught.value)
+    assert "Usage cap exceeded: Monthly product cap" in message and "until 2027-01-01 00:00 UTC" in message
+    assert "15 minutes" not in message and "archive" in message
+
+
 def test_x_limit_caps_pages(x_api):
     posts = XSource(sleep=lambda s: None).fetch(handle="dril", base_url=x_api.url, limit=150)
     assert len(posts) == 150
@@ -511,4 +543,25 @@ def test_twint_fails(monkeypatch):
 
 def test_raw_post_defaults():
     p = RawPost("hi")
-    assert (p.id, p.created_at, p.is_retweet, p.is_reply) == (None, None, False, False)
+    # None: the source cannot say (cleaning then guesses from the text); False: it says "no".
+    assert (p.id, p.created_at, p.is_retweet, p.is_reply) == (None, None, None, None)
+
+
+def test_tweets_csv_of_the_older_export_says_which_posts_are_replies_and_retweets(tmp_path):
+    """The older X export's tweets.csv has in_reply_to_status_id and retweeted_status_id
+    columns: an empty one means "no", a filled one "yes", whatever the text starts with."""
+    from workers.cleaning import clean
+
+    path = tmp_path / "tweets.csv"
+    path.write_text(
+        '"tweet_id","in_reply_to_status_id","in_reply_to_user_id","timestamp","source","text",'
+        '"retweeted_status_id","retweeted_status_user_id","retweeted_status_timestamp","expanded_urls"\n'
+        '"3","","","2014-01-02 03:04:05 +0000","web","@dril is the greatest poster","","","",""\n'
+        '"2","1","7","2014-01-02 03:04:05 +0000","web","same to you","","","",""\n'
+        '"1","","","2014-01-02 03:04:05 +0000","web","a post someone else wrote","9","7","2014-01-01",""\n',
+        encoding="utf-8")
+    posts = get_source("csv").fetch(file=path)
+    assert [(p.is_reply, p.is_retweet) for p in posts] == [(False, False), (True, False), (False, True)]
+    result = clean(posts)
+    assert result.kept == ["@dril is the greatest poster"]
+    assert result.dropped["reply"] == 1 and result.dropped["retweet"] == 1

@@ -4,10 +4,12 @@ Order, per post:
 
 1. ``retweet``: dropped when flagged by the source or when the text starts
    with ``RT @`` (``drop_retweets``);
-2. ``reply``: dropped when flagged by the source, or, where no source can say
-   (csv files), when the text starts with an @mention (``drop_replies`` and
-   ``leading_mention_is_reply``, as the seed's download_tweets.py did). A post
-   starting ``.@user`` is the old way of writing to everyone: kept;
+2. ``reply``: dropped when the source says the post is a reply. Only where
+   the source cannot say (a CSV without reply columns) is it guessed, as the
+   seed's download_tweets.py did: a post whose text, links stripped, starts
+   with an @mention (``drop_replies`` and ``leading_mention_is_reply``). A
+   post the source says is not a reply is kept whatever it starts with, and a
+   post starting ``.@user`` is the old way of writing to everyone: kept;
 3. HTML entities unescaped (``&amp;`` ``&lt;`` ``&#39;`` ...), once;
 4. URLs (``http(s)://``, ``www.``, ``t.co/``) and ``pic.twitter.com/`` links
    stripped (``strip_urls``);
@@ -114,11 +116,17 @@ def normalise_whitespace(text: str) -> str:
 
 
 def is_retweet(post: RawPost) -> bool:
-    return post.is_retweet or bool(_RETWEET.match(html.unescape(post.text)))
+    # Old manual retweets ("RT @x: ...") are someone else's words whatever the source says.
+    return bool(post.is_retweet) or bool(_RETWEET.match(html.unescape(post.text)))
 
 
 def is_reply(post: RawPost, options: CleanOptions) -> bool:
-    return post.is_reply or (options.leading_mention_is_reply and bool(_LEADING_MENTION.match(post.text)))
+    if post.is_reply is not None:  # the source knows
+        return post.is_reply
+    if not options.leading_mention_is_reply:
+        return False
+    # "https://t.co/x @dril hi" is a reply as much as "@dril hi": look past the links.
+    return bool(_LEADING_MENTION.match(strip_links(html.unescape(post.text))))
 
 
 def clean_text(text: str, options: CleanOptions = CleanOptions()) -> str:

@@ -33,6 +33,7 @@ from .base import (
     PublishConfigError,
     PublishError,
     RateLimited,
+    UsageCapped,
     Secret,
     TransientError,
     publish_with_retry,
@@ -45,7 +46,7 @@ _ALIASES = {"twitter": "x", "bsky": "bluesky", "masto": "mastodon", "dry_run": "
 
 __all__ = [
     "AuthError", "CredentialsMissing", "OutboxPublisher", "PLATFORMS", "PostResult", "PublishConfigError",
-    "PublishError", "Publisher", "RateLimited", "TransientError", "make_publisher", "normalize_platform",
+    "PublishError", "Publisher", "RateLimited", "TransientError", "UsageCapped", "make_publisher", "normalize_platform",
     "Secret", "publish_with_retry", "read_credentials", "required_env",
 ]
 

@@ -72,6 +72,15 @@ class RateLimited(PublishError):
         self.reset_at = float(reset_at)
 
 
+class UsageCapped(PublishError):
+    """The platform's usage cap for the app is reached (X's monthly post cap):
+    nothing is retried before ``until`` (epoch seconds); the target is held."""
+
+    def __init__(self, message: str, *, until: float, platform: str | None = None, status: int | None = 429):
+        super().__init__(message, platform=platform, status=status)
+        self.until = float(until)
+
+
 class TransientError(PublishError):
     """5xx, timeout, connection error: worth retrying with backoff."""
 

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import aiohttp
 from yarl import URL
 
+from core import xlimits
+
 from .base import (
     DEFAULT_RATE_LIMIT_WAIT,
     DEFAULT_TIMEOUT,
@@ -21,6 +23,7 @@ from .base import (
     PostResult,
     PublishError,
     RateLimited,
+    UsageCapped,
     Secret,
     TransientError,
     redact,
@@ -120,6 +123,15 @@ class XPublisher:
                 response = await client.create_tweet(text=text, user_auth=True)
         except tweepy.TooManyRequests as exc:
             headers = exc.response.headers if exc.response is not None else {}
+            problem = xlimits.usage_cap(await _body(exc.response))
+            if problem is not None:
+                until = xlimits.cap_ends(problem, headers, time.time())
+                raise self._err(UsageCapped, f"{xlimits.describe(problem)}: X takes no posts from this app until "
+                                f"{_fmt(until)}", until=until) from None
+            daily = xlimits.daily_window_ends(headers)
+            if daily is not None:  # the 24-hour post limit: hours away, not worth a retry loop
+                raise self._err(UsageCapped, f"the 24-hour post limit is used up until {_fmt(daily)}",
+                                until=daily) from None
             reset = rate_limit_reset(headers)
             raise self._err(RateLimited, f"rate limited until {_fmt(reset)}", reset_at=reset) from None
         except tweepy.Forbidden as exc:
@@ -160,6 +172,14 @@ class XPublisher:
         if status >= 500:
             return self._err(TransientError, f"server error {status}", status=status)
         return self._err(PublishError, f"refused ({status})", status=status)
+
+
+async def _body(response) -> Any:
+    """The JSON body of an error response tweepy has already read (None if it is not JSON)."""
+    try:
+        return await response.json(content_type=None)
+    except Exception:
+        return None
 
 
 def _fmt(epoch: float) -> str:

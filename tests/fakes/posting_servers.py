@@ -14,7 +14,11 @@ consumed one per request to the posting endpoint, in order:
   (the post went out but the answer is lost);
 - ``"unauthorized"``: 401;
 - X only: ``"duplicate"`` (403 duplicate content; also sent for real when the
-  same text is posted twice), ``"forbidden"`` (403 not permitted).
+  same text is posted twice), ``"forbidden"`` (403 not permitted),
+  ``"usage_cap"`` (429 with the problem document X sends when the app's
+  monthly cap is reached, recorded from the real API, while the 15-minute
+  limit has plenty left), ``"daily_cap"`` (429 with the 24-hour
+  ``x-user-limit-24hour-*`` headers at 0, reset at ``reset_at``).
 
 Usage::
 
@@ -38,6 +42,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 DUPLICATE_DETAIL = "You are not allowed to create a Tweet with duplicate content."
+# Recorded from the real API (xdevplatform/xdk issue 25).
+X_USAGE_CAP = {"account_id": "1234567890", "product_name": "standard-basic", "title": "UsageCapExceeded",
+               "period": "Monthly", "scope": "Product", "detail": "Usage cap exceeded: Monthly product cap",
+               "type": "https://api.twitter.com/2/problems/usage-capped"}
 
 
 @dataclass
@@ -197,6 +205,17 @@ class FakeX(_FakeServer):
                 reset = int(failure.reset_at if failure.reset_at is not None else time.time() + 60)
                 return self._problem(429, "Too Many Requests", "Too Many Requests", headers={
                     "x-rate-limit-limit": "100", "x-rate-limit-remaining": "0", "x-rate-limit-reset": str(reset)})
+            if mode == "usage_cap":
+                return web.json_response(X_USAGE_CAP, status=429, headers={
+                    "x-rate-limit-limit": "40000", "x-rate-limit-remaining": "39999",
+                    "x-rate-limit-reset": str(int(time.time()) + 900)})
+            if mode == "daily_cap":
+                reset = int(failure.reset_at if failure.reset_at is not None else time.time() + 86400)
+                return self._problem(429, "Too Many Requests", "Too Many Requests", headers={
+                    "x-rate-limit-limit": "100", "x-rate-limit-remaining": "99",
+                    "x-rate-limit-reset": str(int(time.time()) + 900),
+                    "x-user-limit-24hour-limit": "17", "x-user-limit-24hour-remaining": "0",
+                    "x-user-limit-24hour-reset": str(reset)})
             if mode == "unavailable":
                 return self._problem(503, "Service Unavailable", "Service Unavailable")
             if mode == "bad_gateway_html":

@@ -126,10 +126,12 @@ class FakeHTTPServer:
 
 
 def x_tweet(tid: int, text: str, *, reply_to: str | None = None, retweet_of: str | None = None) -> dict:
-    """A tweet object as GET /2/users/:id/tweets returns it (tweet.fields=created_at,referenced_tweets)."""
+    """A tweet object as GET /2/users/:id/tweets returns it. A post over 280
+    characters comes as X sends one: ``text`` is its first 280 characters and
+    ``note_tweet.text`` the whole post (only when tweet.fields asks for note_tweet)."""
     t: dict[str, Any] = {
         "id": str(tid),
-        "text": text,
+        "text": text if len(text) <= 280 else text[:280],
         "edit_history_tweet_ids": [str(tid)],
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(1_600_000_000 + tid)),
     }
@@ -138,15 +140,25 @@ def x_tweet(tid: int, text: str, *, reply_to: str | None = None, retweet_of: str
         t["in_reply_to_user_id"] = "12"
     if retweet_of:
         t["referenced_tweets"] = [{"type": "retweeted", "id": retweet_of}]
+    if len(text) > 280:
+        t["note_tweet"] = {"text": text, "entities": {}}
     return t
+
+
+# Recorded from the real API (xdevplatform/xdk issue 25): a usage cap, while the
+# 15-minute rate limit is nowhere near.
+X_USAGE_CAP = {"account_id": "1234567890", "product_name": "standard-basic", "title": "UsageCapExceeded",
+               "period": "Monthly", "scope": "Product", "detail": "Usage cap exceeded: Monthly product cap",
+               "type": "https://api.twitter.com/2/problems/usage-capped"}
 
 
 class FakeXApi(FakeHTTPServer):
     """``/2/users/by/username/:u`` and ``/2/users/:id/tweets`` (newest first, meta.next_token)."""
 
     def __init__(self, *, token: str, users: dict[str, dict], timelines: dict[str, list[dict]],
-                 rate_limit_first: int = 0, reset_at: int | None = None) -> None:
+                 rate_limit_first: int = 0, reset_at: int | None = None, usage_capped: bool = False) -> None:
         super().__init__()
+        self.usage_capped = usage_capped
         self.token = token
         self.users = users  # username (lower) -> user object
         self.timelines = timelines  # user id -> tweets, newest first
@@ -171,6 +183,9 @@ class FakeXApi(FakeHTTPServer):
             return Reply(200, {"data": user}, limits)
         parts = req.path.strip("/").split("/")
         if len(parts) == 4 and parts[:2] == ["2", "users"] and parts[3] == "tweets":
+            if self.usage_capped:
+                return Reply(429, X_USAGE_CAP, dict(limits, **{"x-rate-limit-limit": "40000",
+                                                              "x-rate-limit-remaining": "39999"}))
             if self.rate_limit_left > 0:
                 self.rate_limit_left -= 1
                 return Reply(429, {"title": "Too Many Requests", "detail": "Too Many Requests",

@@ -30,8 +30,10 @@ class RawPost:
     text: str
     id: str | None = None
     created_at: str | None = None  # ISO 8601 where the source says when
-    is_retweet: bool = False
-    is_reply: bool = False
+    # What the source knows: True or False when it says (API fields, archive
+    # fields, CSV columns), None when it cannot (a one-column CSV).
+    is_retweet: bool | None = None
+    is_reply: bool | None = None
 
 
 @runtime_checkable

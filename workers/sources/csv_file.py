@@ -13,6 +13,10 @@ from .base import ProgressFn, RawPost, check_limit, need_file, report
 TEXT_COLUMNS = ("tweets", "text", "full_text", "content")
 ID_COLUMNS = ("id", "id_str", "tweet_id")
 DATE_COLUMNS = ("created_at", "date", "timestamp")
+# The older X export's tweets.csv names what a post is: a non-empty id there
+# means a reply (a retweet); an empty one means it is not.
+REPLY_COLUMNS = ("in_reply_to_status_id", "in_reply_to_status_id_str", "in_reply_to_id")
+RETWEET_COLUMNS = ("retweeted_status_id", "retweeted_status_id_str")
 
 
 def decode_utf8(data: bytes, path: Path) -> str:
@@ -66,6 +70,13 @@ class CsvSource:
                 text_col = picked
             id_col = _pick(header, ID_COLUMNS) if len(header) > 1 else None
             date_col = _pick(header, DATE_COLUMNS) if len(header) > 1 else None
+            reply_col = _pick(header, REPLY_COLUMNS) if len(header) > 1 else None
+            retweet_col = _pick(header, RETWEET_COLUMNS) if len(header) > 1 else None
+
+            def flag(row: list[str], col: int | None) -> bool | None:
+                if col is None:
+                    return None  # the file cannot say
+                return bool(row[col].strip()) if col < len(row) else False
 
             posts: list[RawPost] = []
             for row in reader:
@@ -76,6 +87,7 @@ class CsvSource:
                     text=value,
                     id=(row[id_col] or None) if id_col is not None and id_col < len(row) else None,
                     created_at=(row[date_col] or None) if date_col is not None and date_col < len(row) else None,
+                    is_reply=flag(row, reply_col), is_retweet=flag(row, retweet_col),
                 ))
                 if len(posts) % 1000 == 0:
                     report(on_progress, len(posts))

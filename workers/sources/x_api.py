@@ -17,6 +17,7 @@ import re
 import time
 from pathlib import Path
 
+from core import xlimits
 from core.contract import BadInput
 
 from .base import (HTTP_TIMEOUT, ClockFn, ProgressFn, RawPost, SleepFn, SourceUnavailable, check_limit,
@@ -70,6 +71,16 @@ def _make_client(bearer_token: str, base_url: str, sleep: SleepFn, clock: ClockF
                 with response:
                     status = response.status_code
                     if status == 429:
+                        try:
+                            problem = xlimits.usage_cap(response.json())
+                        except ValueError:
+                            problem = None
+                        if problem is not None:  # waiting minutes changes nothing: say when it lifts
+                            until = xlimits.cap_ends(problem, response.headers, clock())
+                            raise SourceUnavailable(
+                                f"X answered that this app's usage cap is reached ({xlimits.describe(problem)}): "
+                                f"it serves no more posts until {_day(until)}. Use the archive, csv, bluesky or "
+                                "mastodon source meanwhile")
                         reset = response.headers.get("x-rate-limit-reset")
                         reset_at = int(reset) if reset and reset.isdigit() else None
                         waits += 1
@@ -139,12 +150,14 @@ class XSource:
         while len(posts) < limit:
             page = client.get_users_tweets(
                 user.data.id, exclude=["retweets", "replies"], max_results=PAGE_SIZE,
-                pagination_token=token, tweet_fields=["created_at", "referenced_tweets"],
+                # note_tweet: a post over 280 characters; `text` holds only its first 280.
+                pagination_token=token, tweet_fields=["created_at", "referenced_tweets", "note_tweet"],
             )
             for tweet in page.data or []:
                 refs = {r.type for r in tweet.referenced_tweets or []}
+                note = (tweet.data.get("note_tweet") or {}).get("text")
                 posts.append(RawPost(
-                    text=tweet.text, id=str(tweet.id), created_at=iso(tweet.created_at),
+                    text=note or tweet.text, id=str(tweet.id), created_at=iso(tweet.created_at),
                     is_retweet="retweeted" in refs or tweet.text.startswith("RT @"),
                     is_reply="replied_to" in refs,
                 ))
@@ -155,6 +168,10 @@ class XSource:
             if not token:
                 break
         return posts
+
+
+def _day(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
 
 
 def _explain(e: Exception, username: str) -> BadInput:

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import tempfile
 
 from bot.publishers import (
     AuthError, CredentialsMissing, OutboxPublisher, PostResult, PublishConfigError, PublishError, Publisher,
@@ -78,9 +79,11 @@ def x_pub(server, **extra):
                            **extra}, ENV, Path("/nonexistent"))
 
 
-def bsky_pub(server):
+def bsky_pub(server, data_dir: Path | None = None):
+    """A publisher as a posting run makes one; ``data_dir`` holds the kept session
+    (a fresh folder, so a fresh login, unless a test shares one)."""
     return make_publisher({"platform": "bluesky", "credentials": "DRIL_BSKY", "base_url": server.url,
-                           "timeout": TIMEOUT}, ENV, Path("/nonexistent"))
+                           "timeout": TIMEOUT}, ENV, data_dir or Path(tempfile.mkdtemp()))
 
 
 def masto_pub(server):
@@ -462,3 +465,31 @@ async def test_no_secret_in_logs_of_successful_posts(servers, caplog):
     assert any("api.twitter.com" in r.getMessage() for r in caplog.records)  # tweepy logged its request
     for secret in SECRET_VALUES:
         assert secret not in caplog.text
+
+
+
+async def test_bluesky_keeps_its_session_and_logs_in_again_only_when_refused(tmp_path):
+    """createSession has a small daily limit: every post is its own publisher (as
+    each posting run makes one), and still only the first logs in. Through the
+    entryway, as bsky.social is: its DID document names the account's own PDS,
+    and the posts go there."""
+    async with FakeBluesky(handle=BSKY_HANDLE, password=BSKY_PASSWORD) as pds, \
+            FakeBluesky(handle=BSKY_HANDLE, password=BSKY_PASSWORD, pds=pds) as entryway:
+        for i in range(3):
+            await bsky_pub(entryway, tmp_path).publish(f"post {i}")
+        assert len(entryway.requests_to("/xrpc/com.atproto.server.createSession")) == 1
+        assert [r["text"] for r in pds.records.values()] == ["post 0", "post 1", "post 2"]
+        assert entryway.records == {}  # nothing went to the entryway
+        (session_file,) = (tmp_path / "sessions").iterdir()
+        assert session_file.stat().st_mode & 0o777 == 0o600 and BSKY_PASSWORD not in session_file.read_text()
+
+        pds.expire_access_tokens()  # the PDS refuses the access token: refresh there, no new login
+        await bsky_pub(entryway, tmp_path).publish("post 3")
+        assert len(pds.requests_to("/xrpc/com.atproto.server.refreshSession")) == 1
+        assert len(entryway.requests_to("/xrpc/com.atproto.server.createSession")) == 1
+
+        pds.revoke_sessions()  # the refresh token is refused too: a new login, once
+        await bsky_pub(entryway, tmp_path).publish("post 4")
+        await bsky_pub(entryway, tmp_path).publish("post 5")
+        assert len(entryway.requests_to("/xrpc/com.atproto.server.createSession")) == 2
+        assert [r["text"] for r in pds.records.values()][-3:] == ["post 3", "post 4", "post 5"]

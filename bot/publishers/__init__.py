@@ -118,7 +118,8 @@ def make_publisher(target: Mapping[str, Any], env: Mapping[str, str], data_dir: 
 
         c = read_credentials(env, target.get("credentials"), CREDENTIAL_NAMES, platform="bluesky", public=("HANDLE",))
         return BlueskyPublisher(handle=c["HANDLE"], app_password=c["APP_PASSWORD"],
-                                base_url=_base_url(target, platform), timeout=timeout)
+                                base_url=_base_url(target, platform), timeout=timeout,
+                                session_dir=Path(data_dir) / "sessions")
     from .masto import CREDENTIAL_NAMES, VISIBILITIES, MastodonPublisher
 
     base_url = _base_url(target, platform, required=True)

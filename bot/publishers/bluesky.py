@@ -2,9 +2,15 @@
 
 ``com.atproto.server.createSession`` (handle + app password), then
 ``com.atproto.repo.createRecord`` of an ``app.bsky.feed.post`` with ``text``
-and ``createdAt``. No session is kept between posts (createSession allows
-30 per 5 minutes, 300 a day: far more than a posting schedule needs), so no
-token outlives a call.
+and ``createdAt``.
+
+The session is kept: createSession has a small daily limit (reports range
+from 10 to 100 a day), so the session (atproto's session string, with its PDS
+from the account's DID document) is stored in ``<data_dir>/sessions/``,
+readable by its owner only, and reused by the next post; atproto refreshes it
+with the refresh token before it expires, and a refused session is refreshed
+once, then replaced by a new login. Only a login the server refuses is an
+error.
 
 Exactly-once on retries: the record key (a TID) is chosen by us and reused
 when the same text is published again by the same publisher after a failure;
@@ -24,8 +30,10 @@ import datetime as _dt
 import hashlib
 import logging
 import random
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from .base import (
@@ -72,11 +80,12 @@ class BlueskyPublisher:
     platform = "bluesky"
 
     def __init__(self, *, handle: Secret, app_password: Secret, base_url: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = DEFAULT_TIMEOUT, session_dir: Path | None = None):
         self._handle = handle
         self._password = app_password
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = float(timeout)
+        self.session_dir = Path(session_dir) if session_dir is not None else None
         self._pending: dict[str, str] = {}  # sha256(text) -> rkey of an attempt whose outcome is unknown
 
     def __repr__(self) -> str:
@@ -104,7 +113,7 @@ class BlueskyPublisher:
         client.on_session_change(on_session)
         try:
             stage = "login"
-            await client.login(self._handle.get(), self._password.get(), fetch_bsky_profile=False)
+            await self._sign_in(client)
             did = sessions[-1].did
             handle = sessions[-1].handle or self._handle.get()
             rkey = self._pending.get(key)
@@ -123,9 +132,14 @@ class BlueskyPublisher:
                 raise self._err(PublishError, f"the post is not valid: {short(exc, 200)}") from None
             stage = "post"
             self._pending[key] = rkey
-            response = await client.com.atproto.repo.create_record(
-                models.ComAtprotoRepoCreateRecord.Data(repo=did, collection=COLLECTION, record=record, rkey=rkey)
-            )
+            data = models.ComAtprotoRepoCreateRecord.Data(repo=did, collection=COLLECTION, record=record, rkey=rkey)
+            try:
+                response = await client.com.atproto.repo.create_record(data)
+            except Exception as exc:
+                if not _session_refused(exc):
+                    raise
+                await self._renew(client)  # the stored session was refused: refresh, or log in again
+                response = await client.com.atproto.repo.create_record(data)
             self._pending.pop(key, None)
             uri = response.uri
             rkey = uri.rsplit("/", 1)[-1] or rkey
@@ -139,6 +153,59 @@ class BlueskyPublisher:
                 await request.close()
             except Exception:
                 pass
+
+    # --- the kept session -------------------------------------------------------
+
+    def _session_file(self) -> Path | None:
+        if self.session_dir is None:
+            return None
+        who = hashlib.sha256(f"{self.base_url} {self._handle.get().lower()}".encode()).hexdigest()[:20]
+        return self.session_dir / f"bluesky-{who}.session"
+
+    def _save(self, client: Any) -> None:
+        path = self._session_file()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a session is a credential
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(client.export_session_string())
+        os.replace(tmp, path)
+
+    def _forget(self) -> None:
+        path = self._session_file()
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    async def _sign_in(self, client: Any) -> None:
+        """The kept session when there is one (no createSession), else a login."""
+        from atproto_client import SessionEvent
+
+        async def keep(event: Any, _session: Any) -> None:
+            if event in (SessionEvent.CREATE, SessionEvent.REFRESH):
+                self._save(client)
+
+        client.on_session_change(keep)
+        path = self._session_file()
+        stored = path.read_text(encoding="utf-8").strip() if path is not None and path.exists() else ""
+        if stored:
+            try:
+                await client.login(session_string=stored, fetch_bsky_profile=False)
+                return
+            except Exception as exc:  # unreadable, or its refresh was refused: log in again
+                log.info("Bluesky: the kept session is no longer usable (%s); logging in", type(exc).__name__)
+                self._forget()
+                client.update_base_url(self.base_url)
+        await client.login(self._handle.get(), self._password.get(), fetch_bsky_profile=False)
+
+    async def _renew(self, client: Any) -> None:
+        try:
+            await client._refresh_and_set_session()
+        except Exception:
+            self._forget()
+            client.update_base_url(self.base_url)  # log in where the config says; the DID document moves us on
+            await client.login(self._handle.get(), self._password.get(), fetch_bsky_profile=False)
 
     async def _exists(self, client: Any, models: Any, did: str, rkey: str) -> bool:
         from atproto_client.exceptions import BadRequestError, RequestErrorBase
@@ -248,6 +315,13 @@ async def build_facets(client: Any, text: str) -> list[Any]:
             except Exception:  # e.g. not a DID: leave the mention as text
                 dids[handle] = None
     return sorted(facets, key=lambda facet: facet.index.byte_start)
+
+
+def _session_refused(exc: Exception) -> bool:
+    """The server no longer takes the session's access token."""
+    error, _ = _xrpc_error(getattr(exc, "response", None))
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return error in ("ExpiredToken", "InvalidToken") or (status == 401 and error == "AuthenticationRequired")
 
 
 def _xrpc_error(response: Any) -> tuple[str | None, str | None]:

@@ -243,13 +243,23 @@ class FakeX(_FakeServer):
 
 # ===================================================================== Bluesky
 class FakeBluesky(_FakeServer):
-    """A PDS: createSession, createRecord (stores the record as sent), getRecord,
-    and resolveHandle (the account's own handle plus those in ``handles``;
-    any other is the real 400 "Unable to resolve handle")."""
+    """A PDS: createSession, refreshSession, createRecord (stores the record as
+    sent), getRecord, and resolveHandle (the account's own handle plus those in
+    ``handles``; any other is the real 400 "Unable to resolve handle").
+
+    As the real servers do: createSession answers with the account's DID
+    document, whose ``#atproto_pds`` service names the PDS to talk to from then
+    on (``pds``: another FakeBluesky that holds the repo, as bsky.social's
+    entryway names the account's own PDS); an access token past its life is
+    refused with 400 ``ExpiredToken``; refreshSession swaps the refresh token
+    for a new pair and the old one is spent."""
 
     def __init__(self, *, handle: str, password: str, did: str = "did:plc:fakeparodybot0000000000", delay: float = 2.0,
-                 handles: dict[str, str] | None = None):
+                 handles: dict[str, str] | None = None, pds: "FakeBluesky | None" = None):
         super().__init__(delay=delay)
+        self.pds = pds
+        self.refreshes: set[str] = set()
+        self.expired: set[str] = set()
         self.handle, self.password, self.did = handle, password, did
         self.handles = {h.lower(): d for h, d in {**(handles or {}), handle: did}.items()}  # handle -> DID
         self.records: dict[str, dict[str, Any]] = {}  # rkey -> record
@@ -269,6 +279,7 @@ class FakeBluesky(_FakeServer):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/xrpc/com.atproto.server.createSession", self.create_session),
+            web.post("/xrpc/com.atproto.server.refreshSession", self.refresh_session),
             web.post("/xrpc/com.atproto.repo.createRecord", self.create_record),
             web.get("/xrpc/com.atproto.repo.getRecord", self.get_record),
             web.get("/xrpc/com.atproto.identity.resolveHandle", self.resolve_handle),
@@ -304,21 +315,49 @@ class FakeBluesky(_FakeServer):
         body = request[RECORDED].json or {}
         if body.get("identifier") not in (self.handle, self.did) or body.get("password") != self.password:
             return self._error(401, "AuthenticationRequired", "Invalid identifier or password")
+        return web.json_response(dict(self._new_session(), email="bot@example.com", emailConfirmed=True))
+
+    def _new_session(self) -> dict:
         now = int(time.time())
+        jti = hashlib.sha1(str(time.time_ns()).encode()).hexdigest()
         access = _jwt({"scope": "com.atproto.appPass", "sub": self.did, "iat": now, "exp": now + 7200,
-                       "aud": "did:web:fake.pds", "jti": hashlib.sha1(str(time.time_ns()).encode()).hexdigest()})
-        refresh = _jwt({"scope": "com.atproto.refresh", "sub": self.did, "iat": now, "exp": now + 86400,
-                        "aud": "did:web:fake.pds"})
-        self.sessions.add(access)
-        return web.json_response({"accessJwt": access, "refreshJwt": refresh, "handle": self.handle,
-                                  "did": self.did, "email": "bot@example.com", "emailConfirmed": True,
-                                  "active": True})
+                       "aud": "did:web:fake.pds", "jti": jti})
+        refresh = _jwt({"scope": "com.atproto.refresh", "sub": self.did, "iat": now, "exp": now + 86400 * 60,
+                        "aud": "did:web:fake.pds", "jti": jti})
+        home = self.pds or self
+        home.sessions.add(access)
+        home.refreshes.add(refresh)  # the PDS refreshes its sessions
+        return {"accessJwt": access, "refreshJwt": refresh, "handle": self.handle, "did": self.did, "active": True,
+                "didDoc": {"@context": ["https://www.w3.org/ns/did/v1"], "id": self.did,
+                           "alsoKnownAs": [f"at://{self.handle}"],
+                           "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer",
+                                        "serviceEndpoint": home.url}]}}
+
+    async def refresh_session(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        if token not in self.refreshes:
+            return self._error(400, "ExpiredToken", "Token has expired")
+        self.refreshes.discard(token)  # a refresh token is good for one refresh
+        return web.json_response(self._new_session())
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far is past its life (the refresh tokens still work)."""
+        self.expired |= self.sessions
+
+    def revoke_sessions(self) -> None:
+        """The account's sessions are revoked (app password changed): only a new login helps."""
+        self.expired |= self.sessions
+        self.refreshes.clear()
 
     def _authorized(self, request: web.Request) -> bool:
         auth = request.headers.get("Authorization", "")
         return auth.startswith("Bearer ") and auth[len("Bearer "):] in self.sessions
 
     async def create_record(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "")[len("Bearer "):]
+        if token in self.expired:
+            return self._error(400, "ExpiredToken", "Token has expired")
         if not self._authorized(request):
             return self._error(401, "AuthenticationRequired", "Authentication Required")
         failure = self._next_failure()

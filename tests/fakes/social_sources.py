@@ -308,9 +308,17 @@ def masto_account(aid: str, username: str, domain: str) -> dict:
 
 
 def masto_status(sid: int, account: dict, html_content: str, *, reply_to: str | None = None,
-                 reblog: dict | None = None) -> dict:
+                 reblog: dict | None = None, quote_of: dict | None = None) -> dict:
+    """A status as the API returns it. A quote post (Mastodon 4.4+) carries the
+    quoted status in ``quote`` and, first in its content, the ``quote-inline``
+    fallback paragraph "RE: <link>" for servers that cannot show quotes."""
     domain = account["url"].split("/")[2]
-    return {
+    if quote_of is not None:
+        link = quote_of["url"]
+        html_content = (f'<p class="quote-inline">RE: <a href="{link}" rel="nofollow noopener" target="_blank">'
+                        f'<span class="invisible">https://</span><span class="ellipsis">{link[8:38]}</span>'
+                        f'<span class="invisible">{link[38:]}</span></a></p>' + html_content)
+    status = {
         "id": str(sid), "created_at": f"2024-04-{1 + sid % 28:02d}T09:30:00.000Z",
         "in_reply_to_id": reply_to, "in_reply_to_account_id": "999" if reply_to else None,
         "sensitive": False, "spoiler_text": "", "visibility": "public", "language": "en",
@@ -321,6 +329,9 @@ def masto_status(sid: int, account: dict, html_content: str, *, reply_to: str | 
         "account": account, "media_attachments": [], "mentions": [], "tags": [], "emojis": [],
         "card": None, "poll": None,
     }
+    if quote_of is not None:
+        status["quote"] = {"state": "accepted", "quoted_status": quote_of}
+    return status
 
 
 class FakeMastodon(FakeHTTPServer):
@@ -376,9 +387,9 @@ class FakeMastodon(FakeHTTPServer):
             headers = {}
             if page:
                 base = f"{self.url}/api/v1/accounts/{parts[3]}/statuses"
-                links = []
-                if len(items) > limit:
-                    links.append(f'<{base}?{urlencode({"max_id": page[-1]["id"]})}>; rel="next"')
+                # As the real server does: a non-empty page always links a next one, and the
+                # page after the last is [].
+                links = [f'<{base}?{urlencode({"max_id": page[-1]["id"]})}>; rel="next"']
                 links.append(f'<{base}?{urlencode({"min_id": page[0]["id"]})}>; rel="prev"')
                 headers["Link"] = ", ".join(links)
             return Reply(200, page, headers)

@@ -29,17 +29,35 @@ _HOST = re.compile(r"[A-Za-z0-9.-]+(:\d+)?")
 
 
 class _TextExtractor(HTMLParser):
+    """Status HTML as Mastodon sanitizes it (docs: "HTML sanitization"): paragraphs
+    and line breaks become newlines; ``invisible`` and ``ellipsis`` spans only
+    shorten a link's display, so their text is the link; elements of class
+    ``quote-inline`` are the fallback ("RE: <link>") a quote post carries for
+    servers that cannot show quotes, and are left out."""
+
     BLOCKS = {"p", "div", "blockquote", "ul", "ol", "pre", "h1", "h2", "h3", "h4", "h5", "h6"}
+    VOID = {"br", "img", "hr", "wbr", "input", "meta", "link", "source"}
+    LEFT_OUT = {"quote-inline"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self.open: list[tuple[str, bool]] = []  # (tag, left out) of the elements we are in
+
+    @property
+    def hidden(self) -> bool:
+        return bool(self.open) and self.open[-1][1]
 
     def _paragraph(self) -> None:
         if self.parts and not "".join(self.parts[-2:]).endswith("\n\n"):
             self.parts.append("\n\n")
 
     def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            classes = set((dict(attrs).get("class") or "").split())
+            self.open.append((tag, self.hidden or bool(classes & self.LEFT_OUT)))
+        if self.hidden:
+            return
         if tag == "br":
             self.parts.append("\n")
         elif tag in self.BLOCKS:
@@ -48,14 +66,21 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n")
 
     def handle_startendtag(self, tag, attrs):
-        self.handle_starttag(tag, attrs)
+        if not self.hidden and tag == "br":
+            self.parts.append("\n")
 
     def handle_endtag(self, tag):
-        if tag in self.BLOCKS:
+        was_hidden = self.hidden
+        if any(t == tag for t, _ in self.open):
+            while self.open:
+                if self.open.pop()[0] == tag:
+                    break
+        if tag in self.BLOCKS and not was_hidden:
             self._paragraph()
 
     def handle_data(self, data):
-        self.parts.append(data)
+        if not self.hidden:
+            self.parts.append(data)
 
 
 def html_to_text(content: str) -> str:

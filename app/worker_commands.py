@@ -51,7 +51,9 @@ def import_command(cfg: Config, persona, source, file, handle, api, keep_replies
     options = CleanOptions(drop_replies=not keep_replies, strip_mentions=strip_mentions, strip_hashtags=strip_hashtags)
     summary = import_dataset(cfg.worker_dir, persona, source, file=file, handle=handle, base_url=api, options=options)
     dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
-    emit(summary, as_json, f"{persona_label(persona)}: kept {summary['kept']} posts ({summary['chars']:,} characters); dropped {dropped}")
+    read = f" from the {summary['read_from']}" if summary.get("read_from") else ""
+    emit(summary, as_json, f"{persona_label(persona)}: kept {summary['kept']} posts ({summary['chars']:,} characters)"
+         f"{read}; dropped {dropped}")
 
 
 @click.group("dataset")

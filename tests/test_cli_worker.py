@@ -171,3 +171,26 @@ def test_import_train_generate_from_the_command_line(sandbox):
         text = cand["text"]
         assert text and "<|" not in text and text not in training
     assert files_outside_data(sandbox) == []
+
+
+def test_import_of_an_older_x_export_keeps_its_posts_and_says_which_format_it_read(sandbox):
+    import json
+    import zipfile
+
+    months = {}
+    for month in (1, 2):
+        months[f"tweets/data/js/tweets/2014_{month:02d}.js"] = f"Grailbird.data.tweets_2014_{month:02d} = " + json.dumps([
+            {"id_str": str(month * 100 + i), "text": f"@fan {month} {i} thank you" if i == 0 else f"post {month} {i}",
+             "created_at": f"2014-{month:02d}-{i + 1:02d} 10:00:00 +0000", "entities": {}, "source": "web"}
+            for i in range(20)])
+    path = sandbox / "inputs" / "tweets.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in months.items():
+            z.writestr(name, data)
+        z.writestr("tweets/tweets.csv", "tweet_id,text\n1,ignored when the js files are there\n")
+    result = parodybot(sandbox, "import", "dril", "--source", "archive", "--file", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "dril: kept 40 posts" in result.stdout
+    assert "from the older X export (data/js/tweets/YYYY_MM.js)" in result.stdout
+    result = parodybot(sandbox, "dataset", "export", "dril")
+    assert "@fan 1 0 thank you" in result.stdout  # no reply field: not a reply

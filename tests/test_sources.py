@@ -240,10 +240,83 @@ def test_archive_read_budget_enforced_while_reading(tmp_path):
         assert len(_read_member(zf, zf.getinfo("data/tweets.js"), 3_000_000)) == 3_000_000
 
 
+# The export X made until about 2018: data/js/tweets/YYYY_MM.js ("Grailbird")
+# beside tweets.csv. Field names as in those files: id_str, text, created_at
+# ("2013-05-01 10:00:00 +0000"), in_reply_to_status_id_str, retweeted_status.
+OLD_CSV_HEADER = ('"tweet_id","in_reply_to_status_id","in_reply_to_user_id","timestamp","source","text",'
+                  '"retweeted_status_id","retweeted_status_user_id","retweeted_status_timestamp","expanded_urls"\n')
+
+
+def grailbird(i: int, text: str, **extra) -> dict:
+    t = {"source": "web", "entities": {"user_mentions": [], "media": [], "hashtags": [], "urls": []},
+         "geo": {}, "id_str": str(i), "text": text, "id": i, "created_at": f"2013-05-{i:02d} 10:00:00 +0000",
+         "user": {"name": "wint", "screen_name": "dril", "id_str": "16298441"}}
+    t.update(extra)
+    return t
+
+
+def older_export(tmp_path: Path, *, with_js: bool = True) -> Path:
+    members = {
+        "index.html": "<html></html>",
+        "tweets.csv": OLD_CSV_HEADER
+        + '"2","","","2013-05-02 10:00:00 +0000","web","@wint is the best","","","",""\n'
+        + '"3","1","7","2013-05-03 10:00:00 +0000","web","@someone same","","","",""\n',
+    }
+    if with_js:
+        members["data/js/tweets/2013_06.js"] = ("Grailbird.data.tweets_2013_06 = \n"
+                                                + json.dumps([grailbird(9, "june post")]))
+        members["data/js/tweets/2013_05.js"] = ("Grailbird.data.tweets_2013_05 = \n" + json.dumps([
+            grailbird(2, "@wint is the best"),
+            grailbird(3, "@someone same", in_reply_to_status_id_str="1", in_reply_to_user_id_str="7"),
+            grailbird(4, "RT @x: theirs", retweeted_status=grailbird(1, "theirs")),
+        ]))
+        members["data/js/tweet_index.js"] = "var tweet_index = []"
+    return make_zip(tmp_path / "tweets.zip", members)
+
+
+def test_archive_older_export_is_read_from_its_monthly_files(tmp_path):
+    from workers.cleaning import clean
+
+    src = ArchiveSource()
+    posts = src.fetch(file=older_export(tmp_path))
+    assert src.read_from == "older X export (data/js/tweets/YYYY_MM.js)"
+    assert [p.text for p in posts] == ["@wint is the best", "@someone same", "RT @x: theirs", "june post"]
+    assert [(p.is_reply, p.is_retweet) for p in posts] == [(False, False), (True, False), (False, True), (False, False)]
+    assert posts[0].created_at == "2013-05-02T10:00:00+00:00"
+    assert clean(posts).kept == ["@wint is the best", "june post"]  # a non-reply @-post is kept
+
+
+def test_archive_older_export_with_only_tweets_csv(tmp_path):
+    src = ArchiveSource()
+    posts = src.fetch(file=older_export(tmp_path, with_js=False))
+    assert src.read_from == "older X export (tweets.csv)"
+    assert [(p.text, p.is_reply) for p in posts] == [("@wint is the best", False), ("@someone same", True)]
+
+
+def test_archive_note_tweets_give_long_posts_their_whole_text_and_community_posts_count(tmp_path):
+    whole = "a long post " * 40  # 480 characters
+    cut = whole[:274] + "… https://t.co/abcdefghij"
+    z = make_zip(tmp_path / "x.zip", {
+        "data/tweets.js": tweets_js("tweets.part0", [
+            tweet_obj(1, cut, created_at="Mon May 01 12:00:00 +0000 2023"), tweet_obj(2, "short")]),
+        "data/community-tweet.js": tweets_js("community_tweet.part0", [tweet_obj(3, "in a community")]),
+        # note-tweet.js as X writes it: {"noteTweet": {"noteTweetId", "core": {"text", ...}, "createdAt"}}
+        "data/note-tweet.js": "window.YTD.note_tweet.part0 = " + json.dumps([
+            {"noteTweet": {"noteTweetId": "99", "updatedAt": "2023-05-01T12:00:00.000Z",
+                           "core": {"styletags": [], "urls": [], "text": whole.strip(), "mentions": [],
+                                    "cashtags": [], "hashtags": []},
+                           "createdAt": "2023-05-01T12:00:00.000Z"}}]),
+    })
+    src = ArchiveSource()
+    posts = src.fetch(file=z)
+    assert src.read_from == "current X export (data/tweets.js)"
+    assert [p.text for p in posts] == [whole.strip(), "short", "in a community"]
+
+
 def test_archive_without_tweets_file(tmp_path):
     z = make_zip(tmp_path / "x.zip", {"data/account.js": "window.YTD.account.part0 = []",
                                       "data/like.js": "window.YTD.like.part0 = []"})
-    with pytest.raises(BadInput, match=r"data/tweets\.js"):
+    with pytest.raises(BadInput, match=r"data/tweets\.js.*data/js/tweets/YYYY_MM\.js or tweets\.csv"):
         get_source("archive").fetch(file=z)
 
 

@@ -104,6 +104,7 @@ def import_dataset(
     summary = {
         "persona": persona,
         "source": src.name,
+        "read_from": getattr(src, "read_from", None),  # which export format, for an archive
         "handle": handle,
         "file": Path(file).name if file is not None else None,
         "fetched": len(raw),

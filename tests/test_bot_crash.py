@@ -360,40 +360,42 @@ async def test_a_restart_mid_delivery_sends_each_candidate_exactly_once(tmp_path
         store = await Store.open(bot.data_dir / "parodybot.sqlite3")
         await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
         await store.close()
-        await bot.start(fault="after_candidate_message:3")
-        worker = CannedWorker(load_config(bot.config), texts)
-        ix = await world.standin.invoke(world.alice, "generate", channel=world.general,
-                                        options={"persona": "dril", "count": 20})
-        await ix.wait_for_response(timeout=5)
-        await worker.run_one()
-        await world.standin.wait_for(lambda: bot.proc.poll() is not None, 60, what="the fault to stop the bot")
-        assert bot.proc.returncode == -signal.SIGKILL
-        assert len(candidate_messages(world)) == 3  # the 3rd was sent, its id never recorded
+        try:
+            await bot.start(fault="after_candidate_message:3")
+            worker = CannedWorker(load_config(bot.config), texts)
+            ix = await world.standin.invoke(world.alice, "generate", channel=world.general,
+                                            options={"persona": "dril", "count": 20})
+            await ix.wait_for_response(timeout=5)
+            await worker.run_one()
+            await world.standin.wait_for(lambda: bot.proc.poll() is not None, 60, what="the fault to stop the bot")
+            assert bot.proc.returncode == -signal.SIGKILL
+            assert len(candidate_messages(world)) == 3  # the 3rd was sent, its id never recorded
 
-        await bot.start()
+            await bot.start()
 
-        def stored_ids() -> dict[str, int]:
-            conn = sqlite3.connect(bot.data_dir / "parodybot.sqlite3", timeout=5)
-            try:
-                return dict(conn.execute("SELECT text, message_id FROM candidates WHERE message_id IS NOT NULL"))
-            finally:
-                conn.close()
+            def stored_ids() -> dict[str, int]:
+                conn = sqlite3.connect(bot.data_dir / "parodybot.sqlite3", timeout=5)
+                try:
+                    return dict(conn.execute("SELECT text, message_id FROM candidates WHERE message_id IS NOT NULL"))
+                finally:
+                    conn.close()
 
-        def delivered():
-            ids = stored_ids()
-            ready = len(ids) == 20 and all(
-                sum(r["me"] for r in world.standin.message(mid)["reactions"]) == 2 for mid in ids.values())
-            return ids if ready else None
+            def delivered():
+                ids = stored_ids()
+                ready = len(ids) == 20 and all(
+                    sum(r["me"] for r in world.standin.message(mid)["reactions"]) == 2 for mid in ids.values())
+                return ids if ready else None
 
-        stored = await world.standin.wait_for(delivered, timeout=60, what="all 20 candidates delivered, pre-reacted")
-        msgs = candidate_messages(world)
-        assert sorted(m["embeds"][0]["description"] for m in msgs) == sorted(texts)  # each exactly once
-        assert {m["embeds"][0]["description"]: int(m["id"]) for m in msgs} == stored
+            stored = await world.standin.wait_for(delivered, timeout=60, what="all 20 candidates delivered, pre-reacted")
+            msgs = candidate_messages(world)
+            assert sorted(m["embeds"][0]["description"] for m in msgs) == sorted(texts)  # each exactly once
+            assert {m["embeds"][0]["description"]: int(m["id"]) for m in msgs} == stored
 
-        # Votes on the adopted message count.
-        third = next(m for m in msgs if m["embeds"][0]["description"] == texts[2])
-        for name in ("bob", "carol", "dave"):
-            await world.standin.react(world.members[name], world.curation, third["id"], UP)
-        await bot.wait(lambda: "approved" in str(world.standin.message(third["id"])["embeds"][0]["fields"]), 20,
-                       "the adopted candidate to be approved by three votes")
-        bot.kill_if_running()
+            # Votes on the adopted message count.
+            third = next(m for m in msgs if m["embeds"][0]["description"] == texts[2])
+            for name in ("bob", "carol", "dave"):
+                await world.standin.react(world.members[name], world.curation, third["id"], UP)
+            await bot.wait(lambda: "approved" in str(world.standin.message(third["id"])["embeds"][0]["fields"]), 20,
+                           "the adopted candidate to be approved by three votes")
+        finally:
+            bot.kill_if_running()

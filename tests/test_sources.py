@@ -481,7 +481,25 @@ def test_bluesky_author_feed(bluesky):
         assert r.param("actor") == HANDLE
         assert r.param("limit") == "100"
         assert "authorization" not in r.headers  # no login
-    assert [r.param("cursor") for r in calls] == [None, None, "100"]
+    cursors = [r.param("cursor") for r in calls]
+    # The second page came with the server's opaque cursor passed back as it was (the fake
+    # decodes it: a changed one would not page on).
+    assert cursors[:2] == [None, None] and cursors[2] and not cursors[2].isdigit()
+
+
+def test_bluesky_a_post_starting_with_a_mention_is_no_reply():
+    """"@alice.bsky.social is the best": a mention facet, no `reply` on the record
+    (app.bsky.feed.post: reply is set only on replies), a quote embed: kept."""
+    from workers.cleaning import clean
+
+    quoted = bsky_post("did:plc:alice", "alice.bsky.social", 9, "a post worth quoting")
+    feed = [{"post": bsky_post(DID, HANDLE, 1, "@alice.bsky.social is the best", mention="alice.bsky.social")},
+            {"post": bsky_post(DID, HANDLE, 2, "look at this", quote=quoted)},
+            {"post": bsky_post(DID, HANDLE, 3, "@bob yes", reply=True), "reply": {"root": {}, "parent": {}}}]
+    with FakeBluesky({HANDLE: feed}) as fake:
+        posts = BlueskySource(sleep=lambda s: None).fetch(handle=HANDLE, base_url=fake.xrpc_url)
+    assert [(p.text, p.is_reply) for p in posts] == [("@alice.bsky.social is the best", False), ("look at this", False)]
+    assert clean(posts).kept == ["@alice.bsky.social is the best", "look at this"]
 
 
 def test_bluesky_base_url_without_xrpc_and_limit(bluesky):

@@ -8,6 +8,7 @@ fails, so a test that would reach the internet fails loudly.
 """
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -223,8 +224,11 @@ class FakeXApi(FakeHTTPServer):
 # --- Bluesky AppView ----------------------------------------------------------
 
 
-def bsky_post(did: str, handle: str, n: int, text: str, *, reply: bool = False) -> dict:
-    """A PostView as getAuthorFeed returns it."""
+def bsky_post(did: str, handle: str, n: int, text: str, *, reply: bool = False, mention: str | None = None,
+              quote: dict | None = None) -> dict:
+    """A PostView as getAuthorFeed returns it (app.bsky.feed.defs#postView). ``mention``:
+    the text starts with that @handle, a mention facet over it (UTF-8 byte offsets);
+    ``quote``: the post embeds another (app.bsky.embed.record, its #view on the PostView)."""
     uri = f"at://{did}/app.bsky.feed.post/3kq{n:010d}"
     record: dict[str, Any] = {"$type": "app.bsky.feed.post", "text": text, "langs": ["en"],
                               "createdAt": f"2024-05-{1 + n % 28:02d}T12:00:00.000Z"}
@@ -232,7 +236,17 @@ def bsky_post(did: str, handle: str, n: int, text: str, *, reply: bool = False) 
         parent = {"uri": f"at://did:plc:other/app.bsky.feed.post/3kz{n:010d}",
                   "cid": "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}
         record["reply"] = {"root": parent, "parent": parent}
-    return {
+    if mention:
+        end = len(f"@{mention}".encode("utf-8"))
+        record["facets"] = [{"$type": "app.bsky.richtext.facet", "index": {"byteStart": 0, "byteEnd": end},
+                             "features": [{"$type": "app.bsky.richtext.facet#mention", "did": "did:plc:alice"}]}]
+    view: dict[str, Any] = {}
+    if quote:
+        record["embed"] = {"$type": "app.bsky.embed.record", "record": {"uri": quote["uri"], "cid": quote["cid"]}}
+        view["embed"] = {"$type": "app.bsky.embed.record#view", "record": {
+            "$type": "app.bsky.embed.record#viewRecord", "uri": quote["uri"], "cid": quote["cid"],
+            "author": quote["author"], "value": quote["record"], "indexedAt": quote["indexedAt"]}}
+    return view | {
         "uri": uri,
         "cid": "bafyreib2rxk3rh6kzwq7jv5ni7ltgvaedq6ah5w7mq3f2fvhxvr7lipqgi",
         "author": {"did": did, "handle": handle, "displayName": handle.split(".")[0],
@@ -283,11 +297,14 @@ class FakeBluesky(FakeHTTPServer):
         limit = int(req.param("limit") or 50)
         if not 1 <= limit <= 100:
             return Reply(400, {"error": "InvalidRequest", "message": "limit must be <= 100"})
-        start = int(req.param("cursor") or 0)
+        # Cursors are opaque to clients (the AppView's are timestamps plus a cid).
+        token = req.param("cursor")
+        start = int(base64.urlsafe_b64decode(token.encode()).decode().split("::")[1]) if token else 0
         page = items[start:start + limit]
         body: dict[str, Any] = {"feed": page}
         if start + limit < len(items):
-            body["cursor"] = str(start + limit)
+            stamp = page[-1]["post"]["indexedAt"]
+            body["cursor"] = base64.urlsafe_b64encode(f"{stamp}::{start + limit}".encode()).decode()
         return Reply(200, body)
 
 

@@ -24,27 +24,19 @@ Order, per post:
 from __future__ import annotations
 
 import html
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import regex
 
+from core.contract import CleanSpec
 from workers.sources.base import RawPost
 
 RULES = ("retweet", "reply", "empty", "duplicate")
 
 
-@dataclass(frozen=True)
-class CleanOptions:
-    drop_retweets: bool = True
-    drop_replies: bool = True
-    strip_urls: bool = True
-    strip_mentions: bool = False
-    strip_hashtags: bool = False
-    leading_mention_is_reply: bool = True
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+# The options travel in the typed contract; one definition serves both.
+CleanOptions = CleanSpec
 
 
 @dataclass

@@ -104,10 +104,9 @@ class Tasks:
     # --- import ------------------------------------------------------------
 
     def _import(self, request: contract.ImportRequest, progress: Progress) -> contract.DatasetSummary:
-        from workers.cleaning import CleanOptions
         from workers.datasets import import_dataset
 
-        options = CleanOptions(**request.clean.to_json())
+        options = request.clean
         file_path = None
         tmp = None
         if request.file_b64:

@@ -142,6 +142,18 @@ def test_cancel_saves_in_run_dir_and_keeps_working_checkpoint(worker_dir: Path):
     assert result["samples"] == []
 
 
+def test_cancel_works_when_sigint_was_ignored_by_whoever_started_the_worker(worker_dir: Path):
+    """A non-interactive shell starts background jobs with SIGINT ignored, and
+    children inherit that: cancel (a SIGINT to the training child) must still stop it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        rec = Recorder(cancel_at_step=3)
+        result = train(worker_dir, rec, steps=2000, save_every=1000)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result["state"] == "cancelled" and 2 <= result["steps_done"] < 2000
+
+
 def _wait_gone(pid: int, timeout: float = 20) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:

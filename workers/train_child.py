@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     _events = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout.reconfigure(line_buffering=True)
+    # Cancel is a SIGINT. A process started in the background by a non-interactive
+    # shell (a CI job, `parodybot worker &` in a script) inherits SIGINT *ignored*,
+    # and Python then installs no KeyboardInterrupt handler: cancel would do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _stop_with_parent(spec.get("parent_pid", 0))
 
     state = {"interrupted": False, "pending_save": None, "saved": spec.get("start_step", 0),

@@ -11,20 +11,33 @@ import threading
 import time
 
 from core.config import Config, discord_token
+from core.contract import BadInput
 from core.logs import setup_logging
 
 log = logging.getLogger("parodybot.runner")
 
 
 async def serve_bot(cfg: Config, token: str) -> None:
+    """Run the bot until it is closed. What keeps it from starting is one BadInput
+    (the CLI prints it as one line): a refused token, Discord out of reach."""
+    import discord
+
     from bot.client import ParodyBot
 
     bot = await ParodyBot.create(cfg)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
-    async with bot:
-        await bot.start(token)
+    where = cfg.discord.api_base or "discord.com"
+    try:
+        async with bot:
+            await bot.start(token)
+    except discord.LoginFailure:
+        raise BadInput("Discord refused the bot token in DISCORD_TOKEN: copy it again from the developer "
+                       "portal (Bot > Reset Token)") from None
+    except (OSError, asyncio.TimeoutError) as exc:  # aiohttp's connection errors are OSErrors
+        raise BadInput(f"could not reach Discord at {where} ({type(exc).__name__}): check the network "
+                       "(or discord.api_base in the config) and start again") from None
 
 
 def run_bot(cfg: Config) -> None:

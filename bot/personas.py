@@ -16,7 +16,7 @@ from bot.scheduler import BadSchedule, PostingScheduler, Schedule, make_schedule
 from bot.store import Store
 from core.clock import iso, utcnow
 from core.config import Config
-from core.contract import BadInput, check_persona_name, shown
+from core.contract import BadInput, check_http_url, check_persona_name, shown
 
 PLATFORMS = ("x", "bluesky", "mastodon", "outbox")
 SOURCES = ("x", "bluesky", "mastodon", "csv", "archive", "twint")
@@ -53,7 +53,7 @@ def parse_targets(text: str) -> list[dict]:
         if credentials:
             target["credentials"] = credentials.upper()
         if base_url.strip():
-            target["base_url"] = base_url.strip()
+            target["base_url"] = check_http_url(base_url, f"{platform}'s address")
         targets.append(target)
     if not targets:
         raise BadInput("give at least one target, e.g. `outbox` or `x:DRIL_X`")

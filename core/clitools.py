@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -27,6 +28,10 @@ class FriendlyGroup(click.Group):
             return super().invoke(ctx)
         except (ConfigError, BadInput, WorkFailed) as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            click.echo(f"error: the database cannot be read ({exc}): move the file away to start afresh, or set "
+                       "data_dir / PARODYBOT_DATA_DIR to the folder that holds yours", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             sys.exit(130)

@@ -10,12 +10,13 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import load_dotenv
 import emoji
+from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.contract import PERSONA_NAME
+from core.contract import PERSONA_NAME, BadInput, check_http_url
 
 CUSTOM_EMOJI = re.compile(r"<a?:[A-Za-z0-9_~]{2,32}:[0-9]{17,20}>")
 DATA_DIR_ENV = "PARODYBOT_DATA_DIR"
@@ -113,6 +114,26 @@ class PostingConfig(Section):
     daily_cap: int = Field(default=10, ge=0)
     monthly_cap: int = Field(default=300, ge=0)
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone: use an IANA name such as Europe/Berlin or UTC") from None
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(v)
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a cron expression ({exc}): five fields, e.g. 0 9,13,19 * * *") from None
+        return v
+
 
 class TargetConfig(Section):
     platform: Literal["x", "bluesky", "mastodon", "outbox"]
@@ -120,6 +141,16 @@ class TargetConfig(Section):
     # e.g. DRIL_X -> DRIL_X_CONSUMER_KEY, DRIL_X_CONSUMER_SECRET, ...
     credentials: str = ""
     base_url: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v:
+            try:
+                check_http_url(v)
+            except BadInput as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
 
 class PersonaConfig(Section):
@@ -190,6 +221,15 @@ def _describe(err: dict[str, Any]) -> str:
 
 def load_config(path: str | Path | None = None) -> Config:
     """Read and validate the config. With no path, use ./config.toml if it exists."""
+    cfg = _read_config(path)
+    if cfg.data_path.exists() and not cfg.data_path.is_dir():
+        where = f"{DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV) else "data_dir"
+        raise ConfigError(f"{where}: {cfg.data_path} is a file, not a folder: point it at a folder "
+                          "(it is made when missing)")
+    return cfg
+
+
+def _read_config(path: str | Path | None) -> Config:
     if path is None:
         path = Path("config.toml")
         if not path.exists():

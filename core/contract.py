@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Callable
 
 from huey import RedisHuey, SqliteHuey
@@ -50,6 +51,14 @@ def shown(value: object) -> str:
     """Something a person typed, echoed back as inline code: in a chat that
     renders Markdown nothing inside it renders, and it cannot close the quote."""
     return "`" + str(value).replace("`", "ˋ").replace("\n", " ")[:200] + "`"
+
+
+def check_http_url(url: str, what: str = "base_url") -> str:
+    """An http(s) URL with a host, or BadInput (``javascript:``, ``file:``, a bare word...)."""
+    parts = urlsplit(str(url).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(f"{what} {shown(url)} is not a web address: give one like https://mastodon.social")
+    return str(url).strip()
 
 
 class WorkFailed(RuntimeError):

@@ -90,3 +90,72 @@ def test_secrets_come_from_dotenv_but_environment_wins(tmp_path, monkeypatch):
     assert os.environ["PARODYBOT_TEST_SECRET"] == "from-dotenv"
     assert os.environ["PARODYBOT_TEST_OTHER"] == "from-env"
     monkeypatch.delenv("PARODYBOT_TEST_SECRET")
+
+
+# --- what would fail later is caught now, in one line (issue 16) ----------------------------
+
+
+def one_line_error(result: subprocess.CompletedProcess, *, after_logs: bool = False) -> str:
+    """The one error line; ``after_logs``: log lines may come before it (a started bot logs)."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    if not after_logs:
+        assert len(lines) == 1, lines
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error: ") for line in lines) == 1
+    return lines[-1]
+
+
+@pytest.mark.parametrize("toml, words", [
+    ('[curation]\napprove_emoji = "👎"\n', "must differ from each other"),
+    ('[curation]\napprove_emoji = "thumbsup"\n', "is not one emoji"),
+    ('[posting]\ntimezone = "Mars/Olympus"\n', "posting.timezone"),
+    ('[posting]\ncron = "every day"\n', "posting.cron"),
+    ('[personas.dril]\ntargets = [{ platform = "mastodon", credentials = "M", base_url = "javascript:alert(1)" }]\n',
+     "is not a web address"),
+])
+def test_config_check_catches_what_would_fail_later(tmp_path, toml, words):
+    path = tmp_path / "config.toml"
+    path.write_text(toml, encoding="utf-8")
+    result = parodybot("config", "check", "--config", str(path))
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_database_that_is_not_sqlite_is_one_line_and_no_hang(tmp_path):
+    import os
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "parodybot.sqlite3").write_bytes(b"this is not a database, just some text " * 100)
+    env = dict(os.environ, PARODYBOT_DATA_DIR=str(data), DISCORD_TOKEN="x.y.z")
+    for command in (["db", "migrate"], ["bot"]):
+        result = subprocess.run([sys.executable, "-m", "bot", *command], capture_output=True, text=True,
+                                env=env, timeout=60)  # it used to hang here
+        assert "the database cannot be read (file is not a database)" in one_line_error(result)
+
+
+def test_a_data_dir_that_is_a_file_is_one_line(tmp_path):
+    import os
+
+    data = tmp_path / "data"
+    data.write_text("oops")
+    env = dict(os.environ, PARODYBOT_DATA_DIR=str(data))
+    result = subprocess.run([sys.executable, "-m", "bot", "db", "migrate"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert f"PARODYBOT_DATA_DIR: {data} is a file, not a folder" in one_line_error(result)
+
+
+def test_discord_out_of_reach_at_start_is_one_line(tmp_path):
+    import os
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "config.toml"
+    config.write_text(f'[discord]\napi_base = "http://127.0.0.1:{port}/api/v10"\n'
+                      f'gateway_url = "ws://127.0.0.1:{port}/"\n[worker]\nembedded = false\n')
+    env = dict(os.environ, PARODYBOT_DATA_DIR=str(tmp_path / "data"), DISCORD_TOKEN="x.y.z")
+    result = subprocess.run([sys.executable, "-m", "bot", "bot", "--config", str(config)], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert f"could not reach Discord at http://127.0.0.1:{port}/api/v10" in one_line_error(result, after_logs=True)

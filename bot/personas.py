@@ -28,9 +28,23 @@ class NotFound(BadInput):
 
 
 def persona_name_for(handle: str) -> str:
-    """dril -> dril; @Some.One@mastodon.social -> some_one; bsky handles keep their first label."""
-    name = handle.strip().lstrip("@").split("@")[0].split(".")[0].lower()
-    return re.sub(r"[^a-z0-9_]", "_", name)[:32]
+    """dril -> dril; @Some.One@mastodon.social -> some_one; bsky handles keep their first label.
+    BadInput when nothing usable is left (🦀🦀 would make "__")."""
+    name = handle_user(handle)
+    name = re.sub(r"[^a-z0-9_]", "_", name)[:32]
+    if not re.search(r"[a-z0-9]", name):
+        raise BadInput(f"{shown(handle)} makes no persona name: give one with `persona:` (a-z, 0-9 and _)")
+    return name
+
+
+def handle_user(handle: str) -> str:
+    """The account part of any form of a handle: @Dril, dril@mastodon.social,
+    https://mastodon.social/@dril, dril.bsky.social -> dril."""
+    handle = handle.strip()
+    m = re.match(r"^https?://[^/]+/@([^/?#@]+)", handle)
+    if m:
+        handle = m.group(1)
+    return handle.lstrip("@＠").split("@")[0].split(".")[0].lower()
 
 
 def parse_targets(text: str) -> list[dict]:
@@ -93,6 +107,10 @@ class PersonaService:
             raise not_found(name)
         return persona
 
+    async def find(self, guild_id: int, name: str) -> dict | None:
+        """The guild's persona ``name``, or None (for what may create it)."""
+        return await self.store.find_persona(guild_id, name)
+
     async def list(self, guild_id: int) -> list[dict]:
         return await self.store.list_personas(guild_id)
 
@@ -129,12 +147,25 @@ class PersonaService:
                 raise BadInput("an attachment is a csv or an archive source; leave `source` empty")
         elif not handle:
             raise BadInput("give a `handle` to fetch (e.g. dril), or attach a CSV or X archive")
-        if handle and handle.strip().lstrip("@").lower() in {h.lower().lstrip("@") for h in self.cfg.training.denylist}:
+        if handle and self.denied(handle):
             raise BadInput(f"{shown(handle)} is on this server's do-not-train list")
         name = check_persona_name(persona or persona_name_for(handle or file_name.rsplit(".", 1)[0]))
         if model and model not in MODELS:
             raise BadInput(f"unknown model {shown(model)}: use {', '.join(MODELS)}")
         return name, source or "x"
+
+    def denied(self, handle: str) -> bool:
+        """On the denylist in any of its forms (realdril@mastodon.social when realdril is)."""
+        listed = {h.strip().lstrip("@").lower() for h in self.cfg.training.denylist}
+        return bool(listed & {handle.strip().lstrip("@").lower(), handle_user(handle)}) or \
+            handle_user(handle) in {handle_user(h) for h in self.cfg.training.denylist}
+
+    async def active_training(self, persona: dict | None) -> None:
+        """One training per persona at a time: BadInput naming the one that runs."""
+        job = await self.store.active_job(persona["key"], "train") if persona else None
+        if job is not None:
+            raise BadInput(f"**{persona['name']}** is already training (job #{job['id']}, {job['state']}): "
+                           f"wait for it, or `/cancel job:{job['id']}` first")
 
     async def for_training(self, guild_id: int, name: str, *, source: str, handle: str | None, model: str | None,
                            created_by: int | None, channel_id: int | None) -> dict:
@@ -172,10 +203,15 @@ class PersonaService:
         await self.scheduler.sync(persona["key"])
         return updated
 
-    async def delete(self, persona: dict) -> None:
-        """The persona and its unposted candidates (the worker keeps its data)."""
+    async def delete(self, persona: dict) -> list[tuple[int, int]]:
+        """The persona and its unposted candidates (the worker keeps its data);
+        returns the (channel, message) of each candidate message to retire."""
+        messages = [(c["channel_id"], c["message_id"])
+                    for c in await self.store.candidates(persona=persona["key"], states=["voting", "approved", "failed"])
+                    if c["message_id"] and c["channel_id"]]
         await self.store.delete_persona(persona["key"])
         await self.scheduler.sync(persona["key"])
+        return messages
 
     # --- schedule -----------------------------------------------------------
 

@@ -124,13 +124,29 @@ class Curation(commands.Cog):
                 log.exception("delivering %s's candidates failed; retrying at the next start or job", key)
 
     @commands.Cog.listener()
+    async def on_persona_deleted(self, name: str, messages: list[tuple[int, int]]) -> None:
+        """Its candidates' messages say so instead of "approved, #1 in the queue" or "👍 to approve"."""
+        for channel_id, message_id in messages:
+            message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
+            embed = discord.Embed(description="(retired)", colour=STATE_COLOUR["expired"])
+            embed.set_author(name=f"{name} · retired")
+            embed.add_field(name="State", value=f"🗑️ retired: the persona **{name}** was deleted; nothing here "
+                                                "will be posted", inline=False)
+            try:
+                await message.edit(embed=embed)
+            except discord.HTTPException as exc:  # the message is gone
+                log.info("retiring message %s: %s", message_id, exc)
+
+    @commands.Cog.listener()
     async def on_candidate_changed(self, cand: dict, links: list[str] | None = None) -> None:
         """Another part of the bot changed a candidate (posting, the queue): redraw it."""
         await self.refresh_message(cand, links)
 
     async def post_unsent(self, key: str, fallback_channel: int | None = None) -> None:
         persona = await self.personas.by_key(key)
-        channel_id = (persona or {}).get("curation_channel_id") or fallback_channel
+        if persona is None:  # deleted meanwhile: its candidates went with it
+            return
+        channel_id = persona.get("curation_channel_id") or fallback_channel
         if not channel_id:
             log.warning("persona %s has no curation channel; candidates wait", key)
             return

@@ -104,8 +104,9 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
         persona = await guild_persona(interaction, name)
         if not confirm:
             raise BadInput(f"This deletes **{name}** and its candidates and votes. Run it again with `confirm: True`.")
-        await self.personas.delete(persona)
+        messages = await self.personas.delete(persona)
         await interaction.response.send_message(f"Deleted **{name}**.")
+        self.bot.dispatch("persona_deleted", name, messages)  # its messages say so (cogs/curation.py)
 
 
 async def setup(bot) -> None:

@@ -59,6 +59,9 @@ class Training(commands.Cog):
             source = source or detected
         name, source = svc.personas.check_training_request(
             handle=handle, source=source, file_name=file.filename if file else None, persona=persona, model=model)
+        if file is not None and file.size == 0:
+            raise contract.BadInput(f"{file.filename} is empty: attach a CSV with a header row (tweets) and one post per row")
+        await svc.personas.active_training(await svc.personas.find(interaction.guild_id, name))
         await defer_public(interaction)  # downloading an attachment may take a while
         upload = None
         if file is not None:

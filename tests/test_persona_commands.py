@@ -76,3 +76,79 @@ async def test_stats(world, bot):
     assert "approved: 1" in shown["Candidates"] and "rejected: 1" in shown["Candidates"]
     assert "approval rate 50%" in shown["Votes"]
     assert shown["Best liked"].startswith("#1 (+3): a")
+
+
+# --- failure paths (issue 16) -----------------------------------------------------------
+
+
+async def test_deleting_a_persona_retires_its_candidate_messages(world, bot):
+    from conftest import CannedWorker
+
+    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+    worker = CannedWorker(bot.cfg, ["first", "second"])
+    await run(world, world.alice, "generate", persona="dril", count=2)
+    await worker.run_one()
+    key = contract.persona_key(world.guild.id, "dril")
+
+    def delivered():
+        cands = [m for m in world.standin.messages(world.curation) if m.get("embeds")]
+        return cands if len(cands) == 2 and all(sum(r["me"] for r in m["reactions"]) == 2 for m in cands) else None
+
+    msgs = await world.standin.wait_for(delivered, timeout=30, what="two candidates")
+    first = (await bot.services.store.candidate_by_message(int(msgs[0]["id"])))["id"]
+    await bot.services.store.update_candidate(first, state="approved", score=3)
+    ix = await run(world, world.alice, "persona", "delete", name="dril", confirm=True)
+    assert "Deleted **dril**" in ix.response["content"]
+
+    def retired():
+        states = [embed_fields(world.standin.message(m["id"]))["State"] for m in msgs]
+        return states if all("retired: the persona **dril** was deleted" in s for s in states) else None
+
+    states = await world.standin.wait_for(retired, timeout=15, what="both messages retired")
+    assert not any("approve" in s or "queue" in s for s in states)
+    assert await bot.services.store.candidates(persona=key) == []
+
+
+async def test_a_finished_generate_job_of_a_deleted_persona_posts_nothing(world, bot):
+    from conftest import CannedWorker
+
+    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+    worker = CannedWorker(bot.cfg, ["orphan"])
+    ix = await run(world, world.alice, "generate", persona="dril", count=1)
+    await run(world, world.alice, "persona", "delete", name="dril", confirm=True)
+    await worker.run_one()
+    job = await world.standin.wait_for(
+        lambda: (m := world.standin.message(ix.response["id"])) and "done:" in m["content"] and m,
+        timeout=15, what="the job's final message")
+    assert "done:" in job["content"]
+    await bot.services.scheduler.idle()
+    channels = (world.general, world.curation, world.log)
+    assert not [m for c in channels for m in world.standin.messages(c) if "orphan" in str(m.get("embeds"))]
+
+
+async def test_a_second_training_of_a_persona_is_refused_with_the_running_job(world, bot):
+    ix = await run(world, world.alice, "train", handle="dril", steps=5, model="tiny")
+    assert "Job #1" in ix.response["content"]
+    ix = await run(world, world.alice, "train", handle="dril", steps=5, model="tiny")
+    assert ix.ephemeral and "**dril** is already training (job #1, queued)" in ix.response["content"]
+    assert len(await bot.services.store.list_jobs()) == 1
+
+
+async def test_inputs_that_could_only_go_wrong_are_refused_before_anything_is_made(world, bot):
+    bot.cfg.training.denylist = ["realdril"]
+    for options, words in [
+        ({"handle": "🦀🦀"}, "makes no persona name"),
+        ({"handle": "realdril@mastodon.social", "source": "mastodon"}, "do-not-train list"),
+        ({"handle": "https://mastodon.social/@RealDril", "source": "mastodon"}, "do-not-train list"),
+        ({"handle": "@realdril"}, "do-not-train list"),
+    ]:
+        ix = await run(world, world.alice, "train", **options)
+        assert ix.ephemeral and words in ix.response["content"], (options, ix.response["content"])
+    ix = await run(world, world.alice, "train", file=("empty.csv", b"", "text/csv"))
+    assert ix.ephemeral and "empty.csv is empty" in ix.response["content"]
+    await bot.services.store.create_persona(world.guild.id, "dril")
+    ix = await run(world, world.alice, "persona", "configure", name="dril",
+                   targets="mastodon:M@javascript:alert(1)")
+    assert ix.ephemeral and "is not a web address" in ix.response["content"]
+    assert [p["name"] for p in await bot.services.store.list_personas()] == ["dril"]
+    assert await bot.services.store.list_jobs() == []

@@ -168,14 +168,34 @@ class PersonaService:
                            f"wait for it, or `/cancel job:{job['id']}` first")
 
     async def for_training(self, guild_id: int, name: str, *, source: str, handle: str | None, model: str | None,
-                           created_by: int | None, channel_id: int | None) -> dict:
-        """The guild's persona to train, created (here, as its curation channel) when new."""
+                           created_by: int | None, channel_id: int | None) -> tuple[dict, bool]:
+        """The guild's persona to train, created (here, as its curation channel) when new;
+        (persona, made now). One made now stays only if its first import succeeds
+        (``on_trial`` then ``settle_trial``)."""
         persona = await self.store.find_persona(guild_id, name)
-        if persona is None:
-            persona = await self.create(guild_id, name, created_by=created_by, curation_channel_id=channel_id,
-                                        sources=[{"platform": source, "handle": handle}] if handle else [],
-                                        base_model=model)
-        return persona
+        if persona is not None:
+            return persona, False
+        persona = await self.create(guild_id, name, created_by=created_by, curation_channel_id=channel_id,
+                                    sources=[{"platform": source, "handle": handle}] if handle else [],
+                                    base_model=model)
+        return persona, True
+
+    async def on_trial(self, persona: dict, job_id: int) -> None:
+        await self.store.update_persona(persona["key"], first_import_job=job_id)
+
+    async def settle_trial(self, job: dict) -> str | None:
+        """A job ended: if it was the first import of a persona it made and the posts
+        were never fetched and cleaned, the persona goes. Returns its name then."""
+        persona = await self.store.get_persona(job["persona"])
+        if persona is None or persona.get("first_import_job") != job["id"]:
+            return None
+        imported = "kept" in (job.get("progress") or {})
+        if job["state"] == "done" or imported:
+            await self.store.update_persona(persona["key"], first_import_job=None)
+            return None
+        await self.store.delete_persona(persona["key"])
+        await self.scheduler.sync(persona["key"])
+        return persona["name"]
 
     # --- changing ------------------------------------------------------------
 

@@ -136,6 +136,10 @@ class Jobs(commands.Cog):
                 rules = self.bot.services.personas.rules(persona, role_ids(self.bot.get_guild(persona["guild_id"])))
                 await self.bot.services.candidates.add_from_job(job, result, rules)
             self.bot.dispatch("candidates_waiting", job["persona"], job["channel_id"])
+        removed = await self.bot.services.personas.settle_trial(job)
+        if removed:
+            kwargs["content"] = fit(kwargs["content"] + f"\nThe persona **{removed}** was not kept: its first "
+                                    "import failed. Fix what the line above says and `/train` again.")
         await self.edit_message(job, **kwargs)
         await self.jobs.mark_delivered(job["id"])
 

@@ -69,11 +69,14 @@ class Training(commands.Cog):
             if len(data) > cfg.discord.max_attachment_mb * 1024 * 1024:
                 raise contract.BadInput(f"{file.filename} is larger than {cfg.discord.max_attachment_mb:g} MB")
             upload = (file.filename, data)
-        record = await svc.personas.for_training(interaction.guild_id, name, source=source, handle=handle, model=model,
-                                                 created_by=interaction.user.id, channel_id=interaction.channel_id)
+        record, made = await svc.personas.for_training(interaction.guild_id, name, source=source, handle=handle,
+                                                       model=model, created_by=interaction.user.id,
+                                                       channel_id=interaction.channel_id)
         job = await svc.jobs.train(record, source=source, handle=handle, steps=steps or cfg.training.steps,
                                    model=model or record["base_model"], file=upload,
                                    requested_by=interaction.user.id, channel_id=interaction.channel_id)
+        if made:  # it stays only if this first import succeeds
+            await svc.personas.on_trial(record, job["id"])
         message = await interaction.edit_original_response(content=render_job(job))
         await svc.jobs.set_message(job["id"], message.id)
 

@@ -152,3 +152,47 @@ async def test_inputs_that_could_only_go_wrong_are_refused_before_anything_is_ma
     assert ix.ephemeral and "is not a web address" in ix.response["content"]
     assert [p["name"] for p in await bot.services.store.list_personas()] == ["dril"]
     assert await bot.services.store.list_jobs() == []
+
+
+async def test_a_failed_first_import_leaves_no_persona_behind(world, bot):
+    import io
+    import zipfile
+
+    from conftest import CannedWorker
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("data/tweets.js", b"0" * (30 * 1024 * 1024))  # expands ~1000 times
+    uploads = [
+        ("picture.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "must be UTF-8"),
+        ("latin1.csv", "tweets\ncaf\xe9 au lait\n".encode("latin-1"), "must be UTF-8"),
+        ("header.csv", b"tweets\n", "no posts under it"),
+        ("bomb.zip", bomb.getvalue(), "zip bomb"),
+    ]
+    worker = CannedWorker(bot.cfg, [])
+    for i, (name, data, words) in enumerate(uploads):
+        persona = f"upload{i}"
+        ix = await run(world, world.alice, "train", persona=persona, file=(name, data, "application/octet-stream"))
+        assert "queued" in ix.response["content"], ix.response["content"]
+        await worker.run_one()
+        final = await world.standin.wait_for(
+            lambda: (m := world.standin.message(ix.response["id"])) and "not kept" in m["content"] and m,
+            timeout=15, what=f"the failed import of {name}")
+        assert words in final["content"] and f"The persona **{persona}** was not kept" in final["content"]
+    assert await bot.services.store.list_personas() == []
+    ix = await run(world, world.alice, "persona", "list")
+    assert "No personas yet" in ix.response["content"]
+
+
+async def test_a_failed_import_of_a_persona_that_exists_keeps_it(world, bot):
+    from conftest import CannedWorker
+
+    await bot.services.store.create_persona(world.guild.id, "keeper")
+    worker = CannedWorker(bot.cfg, [])
+    ix = await run(world, world.alice, "train", persona="keeper", file=("header.csv", b"tweets\n", "text/csv"))
+    await worker.run_one()
+    final = await world.standin.wait_for(
+        lambda: (m := world.standin.message(ix.response["id"])) and "failed:" in m["content"] and m,
+        timeout=15, what="the failed import")
+    assert "not kept" not in final["content"]
+    assert [p["name"] for p in await bot.services.store.list_personas()] == ["keeper"]

@@ -30,6 +30,20 @@ _SAVE_LINE = re.compile(r"model-(\d+)$")
 
 _events = None
 _in_training_loop = False
+_stop_requested = False
+
+
+def _on_sigint(signum, frame) -> None:
+    """A cancel. In gpt-2-simple's training loop it is only noted, and raised as
+    KeyboardInterrupt at the next step line (``hook``): raised at any moment it can
+    land inside TensorFlow's Python layer with a lock held, and the save that
+    follows then hangs for ever (seen: a cancelled run stuck at "Saving").
+    Anywhere else it stops at once."""
+    global _stop_requested
+    if _in_training_loop:
+        _stop_requested = True
+        return
+    raise KeyboardInterrupt
 
 
 def emit(obj: dict) -> None:
@@ -98,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)
     # Cancel is a SIGINT. A process started in the background by a non-interactive
     # shell (a CI job, `parodybot worker &` in a script) inherits SIGINT *ignored*,
-    # and Python then installs no KeyboardInterrupt handler: cancel would do nothing.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # so the handler is set here whatever came with the process.
+    signal.signal(signal.SIGINT, _on_sigint)
     _stop_with_parent(spec.get("parent_pid", 0))
 
     state = {"interrupted": False, "pending_save": None, "saved": spec.get("start_step", 0),
@@ -164,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         f.write(json.dumps([int(m.group(1)), round(float(loss), 5), round(float(avg), 5)]) + "\n")
                     emit({"event": "step", "step": int(m.group(1)), "time": float(m.group(2)),
                           "loss": loss, "avg": avg, "saved_step": state["saved"]})
+                    if _stop_requested:  # between two steps, outside TensorFlow: gpt-2-simple saves and stops
+                        raise KeyboardInterrupt
 
         gpt_2.print = hook  # the module's prints resolve here before builtins
 

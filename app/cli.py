@@ -15,7 +15,6 @@ import click
 from core import __version__
 from core.clitools import FriendlyGroup, config_option, emit, json_option, with_config
 from core.config import Config, load_config
-from core.contract import BadInput
 from app.worker_commands import COMMANDS as WORKER_COMMANDS  # light: they import the worker when run
 
 

@@ -2,5 +2,3 @@
 (bot/client.py): the store (all SQL), personas, jobs, candidates and votes,
 posting, the scheduler and the publishers. A second chat frontend could call
 the same services. Nothing under bot/ imports TensorFlow or the worker."""
-
-from core import __version__  # noqa: F401  (kept for `bot.__version__` readers)

@@ -258,7 +258,7 @@ class Store:
         command stored the message id waits ``grace_s`` for it."""
         rows = await self.fetchall(
             "SELECT * FROM jobs WHERE state IN ('done', 'failed', 'cancelled') AND delivered = 0"
-            f" AND (message_id IS NOT NULL OR channel_id IS NULL OR finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
+            " AND (message_id IS NOT NULL OR channel_id IS NULL OR finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
             " ORDER BY id", (f"-{int(grace_s)} seconds",))
         return [_job(r) for r in rows]
 

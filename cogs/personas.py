@@ -7,7 +7,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import guild_persona, operator_only, persona_autocomplete, role_ids, services
+from cogs.common import guild_persona, operator_only, persona_autocomplete, role_ids
 from cogs.render import fit_embed, fit_lines, plain
 from core.contract import BadInput
 

@@ -132,8 +132,8 @@ class Rest:
         method = request.method
         found = None
         path_known = False
-        for m, regex, handler, auth, template in self.routes:
-            match = regex.fullmatch(path)
+        for m, route_pattern, handler, auth, template in self.routes:
+            match = route_pattern.fullmatch(path)
             if match:
                 path_known = True
                 if m == method:

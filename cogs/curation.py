@@ -74,6 +74,7 @@ class Curation(commands.Cog):
         self._edit_locks: dict[int, asyncio.Lock] = {}
         self._shown: dict[int, tuple] = {}  # candidate id -> (place, net) its message shows
         self._queue_refresh: dict[str, asyncio.Task] = {}
+        self._queue_moved: set[str] = set()  # personas whose queue moved since their last pass began
         self._reconcile_task: asyncio.Task | None = None
         self.windows.start()
         self._edits: set[asyncio.Task] = set()
@@ -191,18 +192,23 @@ class Curation(commands.Cog):
 
     def queue_changed(self, persona: str) -> None:
         """The approved queue may have moved: redraw places and nets, at most once a second."""
+        self._queue_moved.add(persona)
         task = self._queue_refresh.get(persona)
         if task is None or task.done():
             self._queue_refresh[persona] = asyncio.create_task(self._refresh_places(persona))
 
     async def _refresh_places(self, persona: str) -> None:
-        await asyncio.sleep(1.0)  # a burst of decisions costs one pass, and few edits
-        for place, cand in enumerate(await self.service.approved_queue(persona), 1):
-            if cand["message_id"] and self._shown.get(cand["id"]) != (place, cand["score"]):
-                async with self._edit_locks.setdefault(cand["id"], asyncio.Lock()):
-                    fresh = await self.service.get(cand["id"])
-                    if fresh and fresh["state"] == "approved":
-                        await self._render_into_message(fresh, None)
+        # A move during a pass (its edits wait on Discord's rate limits) gets another
+        # pass: the queue this one read may already be out of date.
+        while persona in self._queue_moved:
+            await asyncio.sleep(1.0)  # a burst of decisions costs one pass, and few edits
+            self._queue_moved.discard(persona)
+            for place, cand in enumerate(await self.service.approved_queue(persona), 1):
+                if cand["message_id"] and self._shown.get(cand["id"]) != (place, cand["score"]):
+                    async with self._edit_locks.setdefault(cand["id"], asyncio.Lock()):
+                        fresh = await self.service.get(cand["id"])
+                        if fresh and fresh["state"] == "approved":
+                            await self._render_into_message(fresh, None)
 
     async def _render_into_message(self, cand: dict, links: list[str] | None) -> None:
         rules = await self.rules_of_persona(cand["persona"])

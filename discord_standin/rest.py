@@ -159,6 +159,9 @@ class Rest:
             self.state.record("rest", method=method, path=path, route=template, status=429,
                               retry_after=verdict.refused["retry_after"])
             return json_response(429, verdict.refused, verdict.headers)
+        held = self.s._hold_for(method, path)
+        if held is not None:
+            await held.wait()
         try:
             body, uploads = await self._read_body(request)
         except ApiError as exc:

@@ -84,6 +84,7 @@ class DiscordStandin:
         self.unknown_routes: list[str] = []
         self.internal_errors: list[str] = []  # stand-in bugs hit during the test (should stay empty)
         self._injected: list[dict] = []
+        self._holds: list[Hold] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._runner: Optional[web.AppRunner] = None
         self._change = asyncio.Event()
@@ -114,6 +115,8 @@ class DiscordStandin:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
+        for held in list(self._holds):
+            held.release()
         if self._runner is not None:
             await self.gateway.close_all(1001)
             await self._runner.cleanup()
@@ -718,6 +721,16 @@ class DiscordStandin:
         self._injected.append({"method": method.upper(), "path": re.compile(path), "status": status, "code": code,
                                "message": message, "retry_after": retry_after, "global": is_global, "times": times})
 
+    def hold(self, method: str, path: str) -> "Hold":
+        """The next REST call matching ``method`` and the regex ``path`` waits (as on a slow
+        Discord) until ``release()``: a test can order what happens meanwhile without sleeping."""
+        held = Hold(self, method, path)
+        self._holds.append(held)
+        return held
+
+    def _hold_for(self, method: str, path: str) -> Optional["Hold"]:
+        return next((h for h in self._holds if h.method == method and h.path.fullmatch(path)), None)
+
     def _take_injected(self, method: str, path: str) -> Optional[tuple[int, web.Response]]:
         for inj in self._injected:
             if inj["times"] > 0 and inj["method"] == method and inj["path"].fullmatch(path):
@@ -908,6 +921,25 @@ class DiscordStandin:
         self.state.record("rest.unknown", method=request.method, path=request.path, status=404)
         log.warning("discord stand-in: no route for %s %s", request.method, request.path)
         return json_response(404, {"message": "404: Not Found", "code": 0})
+
+
+class Hold:
+    """One held REST call: ``await arrived.wait()``, then ``release()``."""
+
+    def __init__(self, standin: DiscordStandin, method: str, path: str):
+        self.standin, self.method, self.path = standin, method.upper(), re.compile(path)
+        self.arrived = asyncio.Event()
+        self._released = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.standin._holds.remove(self)  # only the first matching call waits
+        self.arrived.set()
+        await self._released.wait()
+
+    def release(self) -> None:
+        if self in self.standin._holds:
+            self.standin._holds.remove(self)
+        self._released.set()
 
 
 def _custom_ids(components: list) -> list[str]:

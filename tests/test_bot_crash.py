@@ -321,8 +321,11 @@ async def play(root: Path, *, crash: bool) -> tuple[dict, dict]:
             middle = {k: {**o, "shown": o["shown"]["state"]} for k, o in middle.items()}
 
             await vote(world, ids, AFTER)
-            final = await bot.wait(lambda: (s := settled(bot, exact=True)) and s["H"]["state"] == "approved" and s,
-                                   SETTLE_S, "the votes after the restart")
+            try:
+                final = await bot.wait(lambda: (s := settled(bot, exact=True)) and s["H"]["state"] == "approved" and s,
+                                       SETTLE_S, "the votes after the restart")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n--- not settled ---\n{bot.unsettled}") from None
             assert "Traceback" not in bot.output(), bot.output()
             return middle, final
         finally:

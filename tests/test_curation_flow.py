@@ -161,6 +161,39 @@ async def test_votes_while_the_bot_is_down_count_after_restart(world, bot_handle
     assert rows == {a: ("approved", 3), b: ("rejected", -2), c: ("voting", 0)}
 
 
+async def test_queue_places_follow_a_decision_made_while_they_are_being_redrawn(world, bot):
+    """Redrawing the queue's places waits on Discord (5 edits per 5 s per channel). A
+    candidate approved meanwhile moves the others down; they must show that too."""
+    await make_persona(bot, world)
+    frank = world.standin.add_member(world.guild, "frank", roles=[world.voter_role])
+    older, first, second = (int(m["id"]) for m in (await generate(world, bot, count=3)))
+    for mid in (first, second):
+        for member in (world.bob, world.carol, world.dave):
+            await world.standin.react(member, world.curation, mid, "👍")
+    await world.standin.wait_for(lambda: "#2 in the posting queue" in fields(world.standin.message(second))["State"],
+                                 timeout=30, what="the second approved candidate at #2")
+
+    # A fourth vote for the first moves its net: the pass that redraws it is held at Discord...
+    held = world.standin.hold("PATCH", rf"/channels/{world.curation.id}/messages/{first}")
+    await world.standin.react(frank, world.curation, first, "👍")
+    await asyncio.wait_for(held.arrived.wait(), 30)
+    # ... while the oldest candidate is approved at 3: ahead of the second (same net, older).
+    for member in (world.bob, world.carol, world.dave):
+        await world.standin.react(member, world.curation, older, "👍")
+    await wait_state(world, older, "#2 in the posting queue", timeout=30)
+    # Release only once the bot is past redrawing the oldest (its lock is free again, and
+    # it has said the queue moved): this orders the race, it times nothing.
+    curation = bot.get_cog("Curation")
+    (older_id,) = await bot.services.store.fetchone("SELECT id FROM candidates WHERE message_id = ?", (older,))
+    await world.standin.wait_for(lambda: older_id in curation._shown and not curation._edit_locks[older_id].locked(),
+                                 timeout=30, what="the bot to finish redrawing the oldest candidate")
+    held.release()
+
+    await world.standin.wait_for(lambda: "#3 in the posting queue" in fields(world.standin.message(second))["State"],
+                                 timeout=30, what="the second approved candidate moved to #3")
+    assert "(net +4): #1 in the posting queue" in fields(world.standin.message(first))["State"]
+
+
 async def test_burst_of_reactions_ends_with_exact_tallies(world, bot):
     # High thresholds keep every candidate voting, so only the tallies are under test.
     await make_persona(bot, world, approve_at=1000, reject_at=-1000)

@@ -167,6 +167,17 @@ class PersonaService:
             raise BadInput(f"**{persona['name']}** is already training (job #{job['id']}, {job['state']}): "
                            f"wait for it, or `/cancel job:{job['id']}` first")
 
+    async def ready_to_generate(self, persona: dict) -> None:
+        """BadInput unless a training of the persona has finished (generation needs its model)."""
+        if await self.store.has_trained(persona["key"]):
+            return
+        job = await self.store.active_job(persona["key"], "train")
+        if job is not None:
+            raise BadInput(f"**{persona['name']}** is still training (job #{job['id']}, {job['state']}): "
+                           "`/generate` once it is done (`/jobs` shows where it is)")
+        raise BadInput(f"**{persona['name']}** has no trained model yet: run `/train persona:{persona['name']}` "
+                       "first (with a handle or an attachment of posts)")
+
     async def for_training(self, guild_id: int, name: str, *, source: str, handle: str | None, model: str | None,
                            created_by: int | None, channel_id: int | None) -> tuple[dict, bool]:
         """The guild's persona to train, created (here, as its curation channel) when new;

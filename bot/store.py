@@ -248,6 +248,12 @@ class Store:
                               "ORDER BY id LIMIT 1", (persona, kind))
         return _job(row) if row else None
 
+    async def has_trained(self, persona: str) -> bool:
+        """A training of the persona finished: the worker has its working checkpoint."""
+        row = await self.fetchone("SELECT 1 FROM jobs WHERE persona = ? AND kind = 'train' AND state = 'done' LIMIT 1",
+                                  (persona,))
+        return row is not None
+
     async def update_job(self, job_id: int, **fields: Any) -> None:
         fields = _json_fields(fields, ("params", "progress", "result"))
         sets = ", ".join(f"{k} = ?" for k in fields)

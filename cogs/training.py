@@ -90,6 +90,7 @@ class Training(commands.Cog):
                        temperature: app_commands.Range[float, 0.1, 3.0] | None = None,
                        top_p: app_commands.Range[float, 0.05, 1.0] | None = None) -> None:
         record = await guild_persona(interaction, persona)
+        await services(interaction).personas.ready_to_generate(record)  # refused privately, before anything public
         # Acknowledge first: queueing may wait on a busy queue, the 3-second window does not.
         await defer_public(interaction)
         gen = self.bot.cfg.generation

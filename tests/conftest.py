@@ -39,6 +39,13 @@ class World:
     helper_bot: object  # another bot in the server: never counts
 
 
+async def trained(store, persona: dict) -> dict:
+    """``persona``, with a training that finished before: what /generate needs first."""
+    job_id = await store.create_job("train", persona["key"], persona["guild_id"], {"steps": 1}, None)
+    await store.update_job(job_id, state="done", finished_at="2026-01-01T00:00:00.000000Z", delivered=1)
+    return persona
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "data"
@@ -166,11 +173,11 @@ async def bot(bot_handle):
 class WorkerProcess:
     """A real `parodybot worker` process on the same data dir (embedded SQLite queue)."""
 
-    def __init__(self, data_dir: Path, config: Path | None = None):
+    def __init__(self, data_dir: Path, config: Path | None = None, name: str = "worker"):
         self.data_dir = data_dir
         self.config = config
         self.proc: subprocess.Popen | None = None
-        self.log_path = data_dir.parent / "worker.log"
+        self.log_path = data_dir.parent / f"{name}.log"
 
     def start(self) -> "WorkerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)

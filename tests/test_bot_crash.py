@@ -35,7 +35,7 @@ import pytest
 
 from core.config import load_config
 from bot.store import Store
-from conftest import REPO, CannedWorker, World, start_world
+from conftest import REPO, CannedWorker, World, start_world, trained
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -284,9 +284,9 @@ async def play(root: Path, *, crash: bool) -> tuple[dict, dict]:
         bot = BotProcess(world, root)
         store = await Store.open(bot.data_dir / "parodybot.sqlite3")
         # Paused: no scheduled post takes an approved candidate out of the queue mid-test.
-        await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
-                                   rules={"voter_role_id": world.voter_role.id, "curator_role_id": world.curator_role.id},
-                                   state="paused", paused_reason="test")
+        await trained(store, await store.create_persona(
+            world.guild.id, "dril", curation_channel_id=world.curation.id, state="paused", paused_reason="test",
+            rules={"voter_role_id": world.voter_role.id, "curator_role_id": world.curator_role.id}))
         await store.close()
         try:
             await bot.start()
@@ -368,7 +368,7 @@ async def test_a_restart_mid_delivery_sends_each_candidate_exactly_once(tmp_path
     async with fresh_world() as world:
         bot = BotProcess(world, tmp_path)
         store = await Store.open(bot.data_dir / "parodybot.sqlite3")
-        await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+        await trained(store, await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id))
         await store.close()
         try:
             await bot.start(fault="after_candidate_message:3")

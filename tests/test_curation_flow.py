@@ -35,7 +35,9 @@ def fields(msg: dict) -> dict:
 
 
 async def make_persona(bot, world, **rules):
-    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id, rules=rules)
+    store = bot.services.store
+    await conftest.trained(store, await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
+                                                            rules=rules))
 
 
 async def generate(world, bot, count=4):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from cogs.render import fit_embed, fit_lines, plain
-from conftest import CannedWorker
+from conftest import CannedWorker, trained
 from core.contract import persona_key
 
 import discord
@@ -25,8 +25,9 @@ def unrendered(text: str) -> str:
 async def test_a_hostile_candidate_shows_as_plain_text_and_pings_nobody(world, bot):
     hostile = (f"@everyone look <@&{world.voter_role.id}> <@{world.bob.id}> "
                "[free money](https://evil.example) ||spoiler|| **bold** # not a header")
-    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
-                                            log_channel_id=world.log.id)
+    store = bot.services.store
+    await trained(store, await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id,
+                                                    log_channel_id=world.log.id))
     worker = CannedWorker(bot.cfg, [hostile])
     ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options={"persona": "dril", "count": 1})
     await ix.wait_for_response(timeout=5)
@@ -107,7 +108,8 @@ async def test_50_candidates_under_discords_rate_limits_while_another_jobs_progr
     message, in another channel, keeps moving: delivery runs beside the tracker."""
     from core import contract
 
-    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+    store = bot.services.store
+    await trained(store, await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id))
     worker = CannedWorker(bot.cfg, [f"candidate number {i}" for i in range(50)])
     ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options={"persona": "dril", "count": 50})
     await ix.wait_for_response(timeout=5)

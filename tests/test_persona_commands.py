@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from core import contract
+from conftest import trained
 
 
 def embed_fields(response: dict) -> dict:
@@ -55,14 +56,16 @@ async def test_persona_bad_input_is_ephemeral_and_says_what_to_do(world, bot):
 async def test_jobs_and_cancel_of_a_queued_job(world, bot):
     ix = await run(world, world.alice, "jobs")
     assert "No jobs yet" in ix.response["content"]
-    await bot.services.store.create_persona(world.guild.id, "dril")
+    await trained(bot.services.store, await bot.services.store.create_persona(world.guild.id, "dril"))
     await run(world, world.alice, "generate", persona="dril", count=3)
     ix = await run(world, world.alice, "jobs")
-    assert "**#1** generate dril · queued" in ix.response["content"]
-    ix = await run(world, world.alice, "cancel", job=1)
-    assert "Job #1: cancelled" in ix.response["content"]
-    assert (await bot.services.store.get_job(1))["state"] == contract.CANCELLED
-    ix = await run(world, world.alice, "cancel", job=1)
+    # The generate job, and the training that came before it.
+    assert "**#2** generate dril · queued" in ix.response["content"]
+    assert "**#1** train dril · done" in ix.response["content"]
+    ix = await run(world, world.alice, "cancel", job=2)
+    assert "Job #2: cancelled" in ix.response["content"]
+    assert (await bot.services.store.get_job(2))["state"] == contract.CANCELLED
+    ix = await run(world, world.alice, "cancel", job=2)
     assert ix.ephemeral and "already ended" in ix.response["content"]
 
 
@@ -84,7 +87,7 @@ async def test_stats(world, bot):
 async def test_deleting_a_persona_retires_its_candidate_messages(world, bot):
     from conftest import CannedWorker
 
-    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+    await trained(bot.services.store, await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id))
     worker = CannedWorker(bot.cfg, ["first", "second"])
     await run(world, world.alice, "generate", persona="dril", count=2)
     await worker.run_one()
@@ -112,7 +115,7 @@ async def test_deleting_a_persona_retires_its_candidate_messages(world, bot):
 async def test_a_finished_generate_job_of_a_deleted_persona_posts_nothing(world, bot):
     from conftest import CannedWorker
 
-    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+    await trained(bot.services.store, await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id))
     worker = CannedWorker(bot.cfg, ["orphan"])
     ix = await run(world, world.alice, "generate", persona="dril", count=1)
     await run(world, world.alice, "persona", "delete", name="dril", confirm=True)
@@ -132,6 +135,20 @@ async def test_a_second_training_of_a_persona_is_refused_with_the_running_job(wo
     ix = await run(world, world.alice, "train", handle="dril", steps=5, model="tiny")
     assert ix.ephemeral and "**dril** is already training (job #1, queued)" in ix.response["content"]
     assert len(await bot.services.store.list_jobs()) == 1
+
+
+async def test_generate_before_any_training_is_refused_privately_and_queues_nothing(world, bot):
+    await bot.services.store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id)
+    ix = await run(world, world.alice, "generate", persona="dril", count=2)
+    assert ix.ephemeral and "**dril** has no trained model yet: run `/train persona:dril`" in ix.response["content"]
+    assert not [m for m in world.standin.messages(world.general) if not m["flags"] & 64]  # nothing public
+    assert await bot.services.store.list_jobs() == []
+
+    # While its first training waits or runs, it says so, and which job that is.
+    await run(world, world.alice, "train", handle="dril", steps=5, model="tiny")
+    ix = await run(world, world.alice, "generate", persona="dril", count=2)
+    assert ix.ephemeral and "**dril** is still training (job #1, queued)" in ix.response["content"]
+    assert [j["kind"] for j in await bot.services.store.list_jobs()] == ["train"]
 
 
 async def test_inputs_that_could_only_go_wrong_are_refused_before_anything_is_made(world, bot):

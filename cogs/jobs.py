@@ -37,6 +37,8 @@ def render_job(job: dict) -> str:
         lines.append(f"📥 fetched {p['fetched']:,} posts")
     if "kept" in p:
         lines.append(f"🧹 cleaned: kept {p['kept']:,}; dropped {counts_text(p.get('dropped') or {})}")
+    if p.get("resumed_from") and state == "running":
+        lines.append(f"↩️ resumed from its checkpoint at step {p['resumed_from']:,} (the worker was restarted)")
     if phase == "loading" and state == "running":
         lines.append("🧠 loading the model…")
     if "step" in p and p.get("steps"):

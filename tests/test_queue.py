@@ -105,3 +105,29 @@ async def test_a_worker_on_another_machine_takes_jobs_over_redis(tmp_path, redis
         assert (tmp_path / "gpu-box" / "worker" / "datasets" / "jokes" / "dataset.csv").exists()
     finally:
         worker.stop()
+
+
+def test_a_job_queued_twice_runs_once(tmp_path, monkeypatch):
+    """A job queued again after it ended (two workers re-queued it) does not run again."""
+    import base64
+
+    from core.config import load_config
+    from workers.tasks import Tasks
+
+    monkeypatch.setenv("PARODYBOT_DATA_DIR", str(tmp_path / "data"))
+    cfg = load_config(None)
+    tasks = Tasks(cfg)
+    huey = contract.open_queue(cfg.queue_url, tasks.handlers())
+    tasks.huey = huey
+    request = contract.ImportRequest(job_id=1, persona="jokes", source="csv", file_name="jokes.csv",
+                                     file_b64=base64.b64encode(CORPUS.read_bytes()).decode("ascii"))
+    dataset = cfg.worker_dir / "datasets" / "jokes" / "dataset.csv"
+    for attempt in range(2):
+        contract.enqueue(huey, contract.IMPORT, request.to_json(), task_id="job-1")
+        huey.execute(huey.dequeue())
+        assert contract.read_progress(huey, "job-1")["state"] == contract.DONE
+        if attempt == 0:
+            assert dataset.exists()
+            dataset.unlink()
+    assert not dataset.exists()  # the second copy did not import again
+    assert not list((cfg.worker_dir / "runs").glob("*.json"))  # and no marker is left behind

@@ -103,6 +103,41 @@ async def test_a_sigkilled_worker_resumes_training_from_its_last_checkpoint(worl
 
 
 @pytest.mark.timeout(300)
+async def test_a_worker_started_beside_a_live_one_never_takes_its_job(world, bot, data_dir, tmp_path):
+    """Two workers on one folder (one restarted while the other runs): the job stays
+    with the live one; only once that one is dead does a restart queue it again."""
+    from conftest import WorkerProcess
+
+    config = tmp_path / "worker.toml"
+    config.write_text("[training]\nsave_every = 5\n")
+    first = WorkerProcess(data_dir, config, name="first").start()
+    second = WorkerProcess(data_dir, config, name="second")
+    try:
+        ix = await world.standin.invoke(world.alice, "train", channel=world.general,
+                                        options={"persona": "jokes", "steps": 100_000, "model": "tiny",
+                                                 "file": ("jokes.csv", CORPUS, "text/csv")})
+        await ix.wait_for_response(timeout=5)
+        counter = data_dir / "worker" / "checkpoint" / f"{persona_key(world.guild.id, 'jokes')}.run" / "counter"
+        await world.standin.wait_for(counter.exists, timeout=150, what="the first worker's first checkpoint")
+
+        second.start()
+        await world.standin.wait_for(lambda: "worker ready" in second.output(), timeout=60, what="the second worker")
+        assert "running in another live worker; leaving it there" in second.output()
+        assert "re-queued" not in second.output()
+
+        first.kill()  # now its worker is gone: a restart takes the job over and resumes it
+        second.stop()
+        second = WorkerProcess(data_dir, config, name="second").start()
+        await world.standin.wait_for(lambda: "re-queued interrupted train job" in second.output(), timeout=60,
+                                     what="the restarted worker to queue the job again")
+        await world.standin.wait_for(lambda: "resumed from its checkpoint at step" in (world.standin.message(ix.response["id"])["content"] or ""),
+                                     timeout=120, what="the job's message to say it resumed")
+    finally:
+        first.kill()
+        second.kill()
+
+
+@pytest.mark.timeout(300)
 async def test_progress_survives_a_bot_restart(world, bot_handle, worker):
     await bot_handle.start()
     ix = await world.standin.invoke(world.alice, "train", channel=world.general,

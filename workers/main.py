@@ -18,6 +18,7 @@ from pathlib import Path
 from core import contract
 from core.config import Config
 from core.logs import setup_logging
+from workers import run_markers
 
 log = logging.getLogger("parodybot.worker")
 
@@ -31,13 +32,17 @@ def runs_dir(cfg: Config) -> Path:
 
 
 def requeue_interrupted(huey, cfg: Config) -> list[str]:
-    """Queue again the jobs whose run markers survived a crash."""
+    """Queue again the jobs whose run markers survived their worker (never one that a
+    live worker on this folder is running)."""
     requeued = []
     for marker in sorted(runs_dir(cfg).glob("*.json")):
         try:
-            record = json.loads(marker.read_text(encoding="utf-8"))
+            record = run_markers.abandoned(marker)
         except (OSError, ValueError):
             log.warning("ignoring unreadable run marker %s", marker.name)
+            continue
+        if record is None:
+            log.info("job %s is running in another live worker; leaving it there", marker.stem)
             continue
         contract.enqueue(huey, record["task"], dict(record["payload"], resumed=True), task_id=record["id"])
         requeued.append(record["id"])

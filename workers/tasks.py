@@ -2,7 +2,8 @@
 
 Each handler gets a JSON payload and the queue's task id, reports progress
 through the queue (contract.put_progress) and returns a JSON result. While a
-job runs, a marker in <worker_dir>/runs/ lets a restarted worker queue it again.
+job runs, a marker in <worker_dir>/runs/ lets a restarted worker queue it again
+(workers/run_markers.py: only when the worker that ran it is gone).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from core import contract
 from core.config import Config
 from core.logs import redact
+from workers import run_markers
 
 log = logging.getLogger("parodybot.worker")
 
@@ -74,32 +76,41 @@ class Tasks:
             except contract.BadInput as exc:  # nothing to run: say so instead of crashing the consumer
                 contract.put_progress(self.huey, task_id, {"state": contract.FAILED, "kind": kind, "error": str(exc)})
                 return {"state": contract.FAILED, "error": str(exc)}
+            before = contract.read_progress(self.huey, task_id) or {}
+            if before.get("state") in contract.FINAL_STATES:  # queued twice; it ran to its end already
+                log.warning("%s job %s has ended already (%s); not running it again", kind, task_id, before["state"])
+                return {"state": before["state"], "skipped": True}
             marker = self.worker_dir / "runs" / f"{task_id}.json"
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"id": task_id, "task": kind, "payload": payload}), encoding="utf-8")
-            with self._lock:
-                self._busy[task_id] = (kind, persona)
-            progress = Progress(self.huey, task_id, kind, persona)
-            progress.update(force=True, resumed=request.resumed)
             try:
-                result = fn(request, task_id, progress).to_json()
-            except (contract.BadInput, contract.WorkFailed) as exc:
-                message = redact(str(exc).split("\n--- last lines")[0])  # the log tail stays in the log
-                progress.update(force=True, state=contract.FAILED, error=message)
-                return {"state": contract.FAILED, "error": message}
-            except Exception as exc:  # reported to the bot; the traceback stays in the worker log
-                log.exception("%s job %s failed", kind, task_id)
-                message = redact(f"{type(exc).__name__}: {exc}")  # never a secret in Discord
-                progress.update(force=True, state=contract.FAILED, error=message)
-                return {"state": contract.FAILED, "error": message}
-            finally:
-                with self._lock:
-                    self._busy.pop(task_id, None)
-                marker.unlink(missing_ok=True)
-            progress.update(force=True, state=result["state"], phase=result["state"], result=result)
-            return result
+                with run_markers.held(marker, {"id": task_id, "task": kind, "payload": payload}):
+                    return self._run(kind, fn, request, persona, task_id)
+            except run_markers.RunningElsewhere:
+                log.warning("%s job %s is running in another live worker; not running it twice", kind, task_id)
+                return {"state": contract.RUNNING, "skipped": True}
 
         return run
+
+    def _run(self, kind: str, fn, request, persona: str, task_id: str) -> dict:
+        with self._lock:
+            self._busy[task_id] = (kind, persona)
+        progress = Progress(self.huey, task_id, kind, persona)
+        progress.update(force=True, resumed=request.resumed)
+        try:
+            result = fn(request, task_id, progress).to_json()
+        except (contract.BadInput, contract.WorkFailed) as exc:
+            message = redact(str(exc).split("\n--- last lines")[0])  # the log tail stays in the log
+            progress.update(force=True, state=contract.FAILED, error=message)
+            return {"state": contract.FAILED, "error": message}
+        except Exception as exc:  # reported to the bot; the traceback stays in the worker log
+            log.exception("%s job %s failed", kind, task_id)
+            message = redact(f"{type(exc).__name__}: {exc}")  # never a secret in Discord
+            progress.update(force=True, state=contract.FAILED, error=message)
+            return {"state": contract.FAILED, "error": message}
+        finally:
+            with self._lock:
+                self._busy.pop(task_id, None)
+        progress.update(force=True, state=result["state"], phase=result["state"], result=result)
+        return result
 
     # --- import ------------------------------------------------------------
 

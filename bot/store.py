@@ -533,7 +533,10 @@ class Store:
         await self.execute(f"UPDATE posting_events SET delivered_at = {_NOW} WHERE id = ?", (event_id,))
 
 
-def _json_fields(fields: dict, names: Iterable[str] = ("sources", "rules", "schedule", "targets", "target_holds")) -> dict:
+PERSONA_JSON = ("sources", "rules", "schedule", "targets", "target_holds", "settings")
+
+
+def _json_fields(fields: dict, names: Iterable[str] = PERSONA_JSON) -> dict:
     return {k: (json.dumps(v) if k in names and not isinstance(v, str) else v) for k, v in fields.items()}
 
 
@@ -546,7 +549,7 @@ def _loads(row, names: Iterable[str]) -> dict:
 
 
 def _persona(row) -> dict:
-    return _loads(row, ("sources", "rules", "schedule", "targets", "target_holds"))
+    return _loads(row, PERSONA_JSON)
 
 
 def _job(row) -> dict:

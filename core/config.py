@@ -75,9 +75,11 @@ class TrainingConfig(Section):
 class GenerationConfig(Section):
     temperature: float = Field(default=1.0, gt=0, le=5)
     top_p: float = Field(default=0.9, gt=0, le=1)
+    top_k: int = Field(default=0, ge=0, le=1000)  # 0: off (top_p alone), as in gpt-2-simple
     length: int = Field(default=200, ge=8, le=1023)
     count: int = Field(default=20, ge=1, le=200)
     blocklist: list[str] = []
+    mentions: Literal["defuse", "drop", "keep"] = "defuse"  # see core/mentions.py
 
 
 class CurationConfig(Section):

@@ -208,6 +208,10 @@ class GenerateRequest(_Wire):
     blocklist: list[str] = field(default_factory=list)
     earlier_candidates: list[str] = field(default_factory=list)
     resumed: bool = False
+    prompt: str = ""                # every candidate starts with it
+    top_k: int = 0                  # 0: off
+    seed: int | None = None         # the same seed, the same candidates
+    mentions: str = "defuse"        # core.mentions.MODES: "drop" filters them out here
 
 
 @dataclass(frozen=True)

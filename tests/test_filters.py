@@ -384,3 +384,28 @@ def test_edit_distance_without_rapidfuzz(monkeypatch):
     assert index.find(SLICE) is not None
     assert index.find("duck pond will be drained next spring so the ducks") is not None
     assert index.find("I am so tired of this weather lol") is None
+
+
+def test_mentions_are_dropped_or_counted_defused_as_the_persona_says():
+    from core.mentions import ZWSP, defuse, for_publishing, has_mention
+    from workers.filters import END, filter_candidates
+
+    texts = ["thanks @dril for nothing" + END, "mail me at me@example.com" + END, "no one here" + END]
+    kept = filter_candidates(texts, training_posts=[], mentions="drop")
+    assert kept.candidates == ["mail me at me@example.com", "no one here"] and kept.dropped["mention"] == 1
+    assert filter_candidates(texts, training_posts=[], mentions="keep").dropped["mention"] == 0
+    # Under "defuse" the post must still fit once defused (one more character per mention).
+    import random
+    rng = random.Random(1)
+    words = " ".join("".join(rng.choice("bcdfghjklmnpqrstvwz") + rng.choice("aeiou") for _ in range(3)) for _ in range(60))
+    full = ("@dril " + words)[:280].strip()
+    full = full + "x" * (280 - len(full))
+    assert len(full) == 280
+    assert filter_candidates([full + END], training_posts=[], mentions="keep").candidates == [full]
+    assert filter_candidates([full + END], training_posts=[], mentions="defuse").dropped["too_long"] == 1
+
+    assert defuse("hi @dril and ＠someone, (@x_y) @a@mastodon.social") == \
+        f"hi @{ZWSP}dril and ＠{ZWSP}someone, (@{ZWSP}x_y) @{ZWSP}a@mastodon.social"
+    assert defuse("me@example.com #@ a @ b") == "me@example.com #@ a @ b"
+    assert not has_mention(defuse("@dril @dril"))
+    assert for_publishing("@dril", "keep") == "@dril" and for_publishing("@dril", "drop") == f"@{ZWSP}dril"

@@ -232,3 +232,29 @@ def test_missing_dataset_refuses_unless_allowed(worker, service):
         assert res["copy_check"] == "skipped"
     finally:
         csv_path.write_bytes(saved)
+
+
+def test_the_same_seed_gives_the_same_candidates(service):
+    sampler = service.sampler("jokes")
+    first = sampler.sample(6, length=40, seed=5, top_k=40)
+    assert sampler.sample(6, length=40, seed=5, top_k=40).texts == first.texts
+    assert sampler.sample(6, length=40, seed=6, top_k=40).texts != first.texts
+    a = service.generate("jokes", 4, seed=1234, length=60, max_samples=80)
+    b = service.generate("jokes", 4, seed=1234, length=60, max_samples=80)
+    assert a["candidates"], "the tiny model wrote no usable post in 80 samples"
+    assert a["candidates"] == b["candidates"] and a["dropped"] == b["dropped"]
+    assert a["candidates"][0]["settings"]["seed"] == 1234
+    # Without a seed, one is drawn and recorded, so any candidate can be made again.
+    c = service.generate("jokes", 2, length=60, max_samples=40)
+    seeds = {x["settings"]["seed"] for x in c["candidates"]}
+    assert len(seeds) <= 1 and all(isinstance(s, int) for s in seeds)
+
+
+def test_a_prompt_starts_every_candidate(service):
+    res = service.generate("jokes", 4, prompt="Why did the", length=60, max_samples=80, seed=3)
+    assert res["candidates"], "the tiny model wrote no usable post in 80 samples"
+    for c in res["candidates"]:
+        assert c["text"].startswith("Why did the")
+        assert c["settings"]["prompt"] == "Why did the"
+    with pytest.raises(BadInput, match="prompt"):
+        service.generate("jokes", 1, prompt="x" * 201)

@@ -18,6 +18,8 @@ Each raw text is dropped by the first filter that rejects it, in this order
 ``blocked``     contains a blocklist entry (whole word, case-insensitive,
                 NFKC- and casefold-normalised; entries in scripts written
                 without spaces match anywhere);
+``mention``     an @mention, where the persona drops those (``mentions="drop"``;
+                under ``"defuse"`` the length check is of the defused text);
 ``repetition``  a loop: a line repeated, a word n-gram repeated back to
                 back, a long phrase repeated, a short character pattern
                 repeated;
@@ -40,6 +42,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import regex
 
+from core.mentions import defuse, has_mention
+
 try:  # a compiled Levenshtein over sequences of hashables (fast path)
     from rapidfuzz.distance import Levenshtein as _rf_levenshtein
 except ImportError:  # pragma: no cover - exercised only without rapidfuzz
@@ -54,6 +58,7 @@ FILTERS = (
     "empty",
     "too_long",
     "blocked",
+    "mention",
     "repetition",
     "verbatim",
     "near_copy",
@@ -497,6 +502,7 @@ def filter_candidates(
     blocklist: Sequence[str] | Blocklist = (),
     near_copy_index: NearCopyIndex | None = None,
     verbatim_keys: set[str] | None = None,
+    mentions: str = "keep",
 ) -> FilterResult:
     """Run every filter over ``raw_texts`` (see the module docstring).
 
@@ -532,10 +538,12 @@ def filter_candidates(
             fate = "garbled"
         elif not _VISIBLE.search(text):
             fate = "empty"
-        elif not fits(text):
+        elif not fits(defuse(text) if mentions == "defuse" else text):
             fate = "too_long"
         elif block and block.search(text):
             fate = "blocked"
+        elif mentions == "drop" and has_mention(text):
+            fate = "mention"
         elif is_repetitive(text):
             fate = "repetition"
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 from core.contract import BadInput, persona_label, check_persona_key
-from workers.filters import FILTERS, Blocklist, NearCopyIndex, filter_candidates, normalize
+from core.mentions import check_mode
+from workers.filters import END, FILTERS, Blocklist, NearCopyIndex, filter_candidates, normalize
 
 DEFAULT_BATCH = 20  # the seed notebook's batch_size
 # Posts harvested per sample (see workers.sampler): the stream goes on after
@@ -32,6 +34,7 @@ DEFAULT_BATCH = 20  # the seed notebook's batch_size
 DEFAULT_POSTS_PER_SAMPLE = 8
 ATTEMPTS_PER_CANDIDATE = 10  # give up after sampling 10 x n streams (at least one batch)
 MAX_N = 1000
+MAX_PROMPT_CHARS = 200
 
 
 def _checkpoint_dir(worker_dir: Path, persona: str) -> Path:
@@ -157,6 +160,10 @@ class GenerationService:
         posts_per_sample: int | None = None,
         max_samples: int | None = None,
         allow_missing_dataset: bool = False,
+        prompt: str = "",
+        top_k: int = 0,
+        seed: int | None = None,
+        mentions: str = "defuse",
     ) -> dict:
         """Sample until ``n`` candidates survive the filters.
 
@@ -173,17 +180,23 @@ class GenerationService:
         The attempt cap: at most ``max_samples`` sampled streams (default
         ``10 * n``, at least one batch); a model that rarely produces a
         usable post stops there with fewer than ``n`` candidates.
+
+        ``prompt``: every candidate starts with it (one post per stream).
+        ``seed``: the same seed and arguments give the same candidates (each
+        batch seeded from it); without one, a random seed, in ``settings``.
+        ``mentions``: ``drop`` filters out candidates with an @mention.
         """
         with self._lock:  # one request at a time: TensorFlow already uses every core
             return self._generate(persona, n, temperature=temperature, top_p=top_p, length=length,
                                   platforms=platforms, blocklist=blocklist,
                                   earlier_candidates=earlier_candidates, batch_size=batch_size,
                                   posts_per_sample=posts_per_sample, max_samples=max_samples,
-                                  allow_missing_dataset=allow_missing_dataset)
+                                  allow_missing_dataset=allow_missing_dataset, prompt=prompt, top_k=top_k,
+                                  seed=seed, mentions=mentions)
 
     def _generate(self, persona, n, *, temperature, top_p, length, platforms, blocklist,
                   earlier_candidates, batch_size, posts_per_sample, max_samples,
-                  allow_missing_dataset) -> dict:
+                  allow_missing_dataset, prompt, top_k, seed, mentions) -> dict:
         from core.textlimits import limit_for
 
         t0 = time.perf_counter()
@@ -202,6 +215,14 @@ class GenerationService:
             raise BadInput(f"temperature must be above 0 and at most 10, not {temperature}")
         if not (0 <= top_p <= 1):
             raise BadInput(f"top_p must be from 0 to 1, not {top_p}")
+        top_k = _int("top_k", top_k, 0, 1000)
+        prompt = str(prompt or "")
+        if len(prompt) > MAX_PROMPT_CHARS or "<|" in prompt:
+            raise BadInput(f"the prompt must be at most {MAX_PROMPT_CHARS} characters, without <| |> markers")
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        seed = _int("seed", seed, 0, 2**62)
+        mentions_mode = check_mode(mentions)
         try:
             checker = limit_for(platforms)
         except ValueError as e:
@@ -222,10 +243,12 @@ class GenerationService:
         give_up_weighted = 280 if "x" in checker.platforms else None
         give_up_graphemes = 300 if "bluesky" in checker.platforms else None
         settings = {
-            "temperature": temperature, "top_p": top_p, "length": length,
-            "prefix": sampler.prefix, "posts_per_sample": posts,
+            "temperature": temperature, "top_p": top_p, "top_k": top_k, "length": length, "seed": seed,
+            "prefix": sampler.prefix, "posts_per_sample": 1 if prompt else posts,
             "checkpoint": os.path.basename(sampler.checkpoint),
         }
+        if prompt:
+            settings["prompt"] = prompt
         block = Blocklist(list(blocklist))
         dropped = {name: 0 for name in FILTERS}
         kept: list[str] = []
@@ -244,9 +267,9 @@ class GenerationService:
             if bs >= 0.75 * batch_size:
                 bs = batch_size
             bs = max(1, min(batch_size, cap - samples, bs))
-            batch = sampler.sample(bs, length=length, temperature=temperature, top_p=top_p,
-                                   posts=posts, give_up_weighted=give_up_weighted,
-                                   give_up_graphemes=give_up_graphemes)
+            batch = sampler.sample(bs, length=length, temperature=temperature, top_p=top_p, top_k=top_k,
+                                   posts=posts, prompt=prompt, seed=seed + len(steps),  # one seed per batch
+                                   give_up_weighted=give_up_weighted, give_up_graphemes=give_up_graphemes)
             samples += bs
             steps.append(batch.steps)
             tokens += batch.tokens
@@ -254,14 +277,18 @@ class GenerationService:
             run_seconds += batch.run_seconds
             finished += batch.finished
             generated += len(batch.texts)
+            texts = batch.texts
+            if prompt:  # the sampler continued the prompt: a continuation that is only an end is no post
+                texts = [prompt + t if t.replace(END, "").strip() else t for t in texts]
             result = filter_candidates(
-                batch.texts,
+                texts,
                 training_posts=data.posts if data else (),
                 earlier_candidates=seen,
                 platforms=checker.platforms,
                 blocklist=block,
                 near_copy_index=data.index if data else _EMPTY_INDEX,
                 verbatim_keys=data.verbatim if data else set(),
+                mentions=mentions_mode,
             )
             for k, v in result.dropped.items():
                 dropped[k] += v

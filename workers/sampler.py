@@ -11,9 +11,11 @@ size and length into it, and always runs ``length`` steps. Here:
   with the cached ``past``), the truncation its ``sample.top_p_logits``,
   the weights restored with ``tf.compat.v1.train.Saver`` from the same
   checkpoints;
-* temperature, top_p (0 = off, as in gpt-2-simple), the batch size (rows of
-  the fed context), the length and the posts per sample are fed at run
-  time;
+* temperature, top_p (0 = off, as in gpt-2-simple), top_k (0 = off), the
+  batch size (rows of the fed context), the length, the posts per sample,
+  a prompt (the context after the start marker) and the random seed are fed
+  at run time; sampling is stateless (``stateless_categorical`` seeded by
+  the call's seed and the step), so the same seed gives the same samples;
 * the ``tf.while_loop`` stops as soon as every sample in the batch is done:
   it has produced its ``<|endoftext|>``, or (``give_up_*``, one post per
   sample) its current post is already certain to be over a platform's limit,
@@ -238,13 +240,14 @@ class Sampler:
             start_t = np.concatenate([start_t, np.zeros((pad, start_t.shape[1]), np.int32)])
             counts = np.concatenate([counts, np.zeros((pad, 5), np.int32)])
 
+        self._rng = np.random.default_rng(seed)  # seeds for calls that bring none
         self.graph = tf.Graph()
         with self.graph.as_default():
-            if seed is not None:
-                tf.compat.v1.set_random_seed(seed)
             self.length = tf.compat.v1.placeholder(tf.int32, [], name="length")
             self.temperature = tf.compat.v1.placeholder_with_default(1.0, [], name="temperature")
             self.top_p = tf.compat.v1.placeholder_with_default(0.9, [], name="top_p")
+            self.top_k = tf.compat.v1.placeholder_with_default(0, [], name="top_k")
+            self.seed = tf.compat.v1.placeholder(tf.int64, [2], name="seed")
             self.posts = tf.compat.v1.placeholder_with_default(1, [], name="posts")
             self.give_up_graphemes = tf.compat.v1.placeholder_with_default(BIG, [], name="give_up_graphemes")
             self.give_up_weighted = tf.compat.v1.placeholder_with_default(BIG, [], name="give_up_weighted")
@@ -260,7 +263,7 @@ class Sampler:
             # Few loop inputs: each one costs bookkeeping nodes at every step.
             fparams = tf.stack([tf.cast(self.temperature, tf.float32),
                                 tf.where(self.top_p > 0.0, self.top_p, 2.0)])  # top_p 0 = off, as in gpt-2-simple
-            iparams = tf.stack([self.posts, self.give_up_graphemes, self.give_up_weighted, self.length])
+            iparams = tf.stack([self.posts, self.give_up_graphemes, self.give_up_weighted, self.length, self.top_k])
             self._paths = {}
             for rows in ([batch_size] if batch_size else []) + [None]:
                 with tf.compat.v1.name_scope(f"rows_{rows or 'any'}"):
@@ -302,11 +305,13 @@ class Sampler:
 
             def body(i, past, prev, out_ta, state):
                 temperature, top_p = tf.unstack(fparams)
-                posts, max_graphemes, max_weighted, _ = tf.unstack(iparams)
+                posts, max_graphemes, max_weighted, _, top_k = tf.unstack(iparams)
                 logits, presents = step(prev[:, tf.newaxis], past=past)
                 logits = logits[:, -1, :] / temperature
+                logits = tf.cond(top_k > 0, lambda: _top_k_logits(tf, logits, top_k), lambda: logits)
                 logits = gsample.top_p_logits(logits, p=top_p)  # gpt-2-simple's nucleus truncation
-                tok = tf.squeeze(tf.random.categorical(logits, num_samples=1, dtype=tf.int32), axis=[1])
+                seed = self.seed + tf.stack([tf.constant(0, tf.int64), tf.cast(i, tf.int64)])
+                tok = tf.squeeze(tf.random.stateless_categorical(logits, 1, seed=seed, dtype=tf.int32), axis=[1])
                 # Per sample: marker matchers, ends so far, lower bounds of the
                 # current post's graphemes (g) and X weight (xt: finished words,
                 # xw: the word in progress), done flag, step it was done at.
@@ -364,10 +369,13 @@ class Sampler:
         return len(self.graph.get_operations())
 
     def sample(self, batch_size: int = 20, *, length: int = 200, temperature: float = 1.0,
-               top_p: float = 0.9, posts: int = 1,
+               top_p: float = 0.9, top_k: int = 0, posts: int = 1, prompt: str = "", seed: int | None = None,
                give_up_graphemes: int | None = None, give_up_weighted: int | None = None) -> SampleBatch:
         """Sample ``batch_size`` streams of at most ``length`` tokens.
 
+        ``prompt``: every sample continues this text (one post per sample,
+        the prompt not repeated in ``texts``: the caller puts it in front).
+        ``seed``: the same seed and arguments give the same samples.
         ``give_up_graphemes`` / ``give_up_weighted``: stop a sample once its
         current post is certain to exceed that many graphemes (Bluesky) or
         X-weighted characters (lower bounds from the ASCII bytes, URLs
@@ -377,19 +385,31 @@ class Sampler:
             raise ValueError("batch_size must be at least 1")
         if temperature <= 0:
             raise ValueError("temperature must be above 0")
-        length = int(min(length, self.hparams.n_ctx - len(self.prefix_tokens)))
+        context = self.prefix_tokens + (self.enc.encode(prompt) if prompt else [])
+        length = int(min(length, self.hparams.n_ctx - len(context)))
         if length < 1:
             raise ValueError("length must be at least 1")
+        if seed is None:
+            seed = int(self._rng.integers(0, 2**62))
+        # The prompt's ASCII non-space characters are part of every post: the give-up
+        # limits (lower bounds) start that much closer.
+        prompt_floor = sum(1 for ch in prompt if ch.isascii() and not ch.isspace())
         path = self._paths.get(batch_size) or self._paths[None]
         feed = {
-            path["context"]: np.tile(np.asarray(self.prefix_tokens, np.int32), (batch_size, 1)),
+            path["context"]: np.tile(np.asarray(context, np.int32), (batch_size, 1)),
             self.length: length,
             self.temperature: float(temperature),
             self.top_p: float(top_p),
-            self.posts: max(1, int(posts)),
-            self.give_up_graphemes: BIG if give_up_graphemes is None else int(give_up_graphemes),
-            self.give_up_weighted: BIG if give_up_weighted is None else int(give_up_weighted),
+            self.top_k: max(0, int(top_k)),
+            self.seed: np.asarray([int(seed), 0], np.int64),
+            self.posts: 1 if prompt else max(1, int(posts)),
+            self.give_up_graphemes: BIG if give_up_graphemes is None else int(give_up_graphemes) - prompt_floor,
+            self.give_up_weighted: BIG if give_up_weighted is None else int(give_up_weighted) - prompt_floor,
         }
+        if prompt:
+            context_bytes = (self.prefix + prompt).encode("utf-8")
+            feed[self.end_state0] = _final_state(END.encode(), context_bytes)
+            feed[self.start_state0] = _final_state(START.encode(), context_bytes)
         t0 = time.perf_counter()
         with self._lock:
             t_run = time.perf_counter()
@@ -413,6 +433,12 @@ class Sampler:
 
     def close(self) -> None:
         self.sess.close()
+
+
+def _top_k_logits(tf, logits, k):
+    """gpt-2-simple's top-k truncation (``sample.top_k_logits``) for a fed ``k``."""
+    values, _ = tf.nn.top_k(logits, k=k)
+    return tf.where(logits < values[:, -1, tf.newaxis], tf.ones_like(logits) * -1e10, logits)
 
 
 _MARKERS = None

@@ -184,5 +184,6 @@ class Tasks:
             platforms=tuple(request.platforms or ("x",)),
             blocklist=tuple(request.blocklist or gen.blocklist),
             earlier_candidates=tuple(request.earlier_candidates),
+            prompt=request.prompt, top_k=request.top_k, seed=request.seed, mentions=request.mentions,
         )
         return contract.GenerateResult.from_json(dict(result, state=contract.DONE), strict=False)

@@ -18,6 +18,10 @@ def now_iso() -> str:
     return iso(utcnow())
 
 
+
+MAX_FOR_VOTES = 200  # candidates one /generate puts up for a vote
+MAX_TO_FILE = 1000  # the seed's "1,000 at a time to a text file"
+
 class JobService:
     def __init__(self, store: Store, queue):
         self.store = store
@@ -49,12 +53,23 @@ class JobService:
         ), requested_by=requested_by, channel_id=channel_id)
 
     async def generate(self, persona: dict, *, count: int, temperature: float, top_p: float, platforms: list[str],
-                       blocklist: list[str], requested_by: int | None = None, channel_id: int | None = None) -> dict:
-        params = {"count": count, "temperature": temperature, "top_p": top_p, "platforms": platforms}
-        earlier = await self.store.recent_texts(persona["key"])
+                       blocklist: list[str], top_k: int = 0, length: int | None = None, prompt: str = "",
+                       seed: int | None = None, mentions: str = "defuse", to_file: bool = False,
+                       requested_by: int | None = None, channel_id: int | None = None) -> dict:
+        """``to_file``: the candidates come back as a text file, not for votes (up to
+        MAX_TO_FILE; a vote takes at most MAX_FOR_VOTES at once)."""
+        limit = MAX_TO_FILE if to_file else MAX_FOR_VOTES
+        if not 1 <= count <= limit:
+            raise contract.BadInput(f"count must be from 1 to {limit}" + (
+                "" if to_file else f": for more at once (up to {MAX_TO_FILE}), use `to_file: True`"))
+        params = {"count": count, "temperature": temperature, "top_p": top_p, "top_k": top_k, "length": length,
+                  "prompt": prompt, "seed": seed, "platforms": platforms, "to_file": to_file}
+        # Posts already up for a vote are filtered out as duplicates; a file of samples need not be.
+        earlier = [] if to_file else await self.store.recent_texts(persona["key"])
         return await self.submit("generate", persona, params, lambda job_id: contract.GenerateRequest(
             job_id=job_id, persona=persona["key"], count=count, temperature=temperature, top_p=top_p,
-            platforms=list(platforms), blocklist=list(blocklist), earlier_candidates=earlier,
+            length=length, platforms=list(platforms), blocklist=list(blocklist), earlier_candidates=earlier,
+            prompt=prompt, top_k=top_k, seed=seed, mentions=mentions,
         ), requested_by=requested_by, channel_id=channel_id)
 
     async def get(self, guild_id: int, job_id: int) -> dict:

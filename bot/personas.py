@@ -15,12 +15,54 @@ from bot.candidates import rules_for
 from bot.scheduler import BadSchedule, PostingScheduler, Schedule, make_schedule
 from bot.store import Store
 from core.clock import iso, utcnow
+from core import mentions
 from core.config import Config
 from core.contract import BadInput, check_http_url, check_persona_name, shown
 
 PLATFORMS = ("x", "bluesky", "mastodon", "outbox")
 SOURCES = ("x", "bluesky", "mastodon", "csv", "archive", "twint")
 MODELS = ("tiny", "124M", "355M")
+
+
+# A persona's own defaults (personas.settings, migration 0009) and what each may be.
+SETTINGS = {
+    "mentions": "defuse (default), drop or keep",
+    "prompt": "text every candidate starts with (at most 200 characters)",
+    "top_k": "0 (off) to 1000",
+    "seed": "a whole number from 0: the same seed, the same candidates",
+    "length": "8 to 1023 tokens",
+    "temperature": "above 0, at most 5",
+    "top_p": "above 0, at most 1",
+    "exclude": "a regular expression: source posts that match are left out of the dataset",
+}
+
+
+def check_settings(settings: Mapping[str, object]) -> None:
+    """BadInput naming the first value that cannot work, and what it may be."""
+    import regex
+
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            raise BadInput(f"unknown setting {shown(key)}: the settings are {', '.join(SETTINGS)}")
+        ok = True
+        if key == "mentions":
+            ok = value in mentions.MODES
+        elif key == "prompt":
+            ok = isinstance(value, str) and len(value) <= 200 and "<|" not in value
+        elif key in ("top_k", "seed", "length"):
+            lo, hi = {"top_k": (0, 1000), "seed": (0, 2**62), "length": (8, 1023)}[key]
+            ok = value is None if key == "seed" and value is None else (
+                isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi)
+        elif key in ("temperature", "top_p"):
+            ok = isinstance(value, (int, float)) and 0 < value <= (5 if key == "temperature" else 1)
+        elif key == "exclude":
+            try:
+                ok = isinstance(value, str) and 0 < len(value) <= 200 and bool(regex.compile(value)) is not None
+            except regex.error as exc:
+                raise BadInput(f"exclude {shown(value)} is not a regular expression ({exc}): "
+                               "e.g. `giveaway|#ad\\b`") from None
+        if not ok:
+            raise BadInput(f"{key} {shown(str(value))} cannot be used: {key} is {SETTINGS[key]}")
 
 
 class NotFound(BadInput):
@@ -233,6 +275,26 @@ class PersonaService:
         updated = await self.store.update_persona(persona["key"], **fields)
         await self.scheduler.sync(persona["key"])
         return updated
+
+    # --- generation and import defaults ------------------------------------------
+
+    async def set_defaults(self, persona: dict, values: Mapping[str, object], *, reset: bool = False) -> dict:
+        """Change the persona's own defaults (``SETTINGS``); None leaves one as it is,
+        ``reset`` clears them all first (back to the config's)."""
+        settings = {} if reset else dict(persona.get("settings") or {})
+        settings.update({k: v for k, v in values.items() if v is not None})
+        check_settings(settings)
+        return await self.store.update_persona(persona["key"], settings=settings)
+
+    def generation_options(self, persona: dict, **asked) -> dict:
+        """What a /generate samples with: what was asked, else the persona's defaults, else the config's."""
+        gen, own = self.cfg.generation, persona.get("settings") or {}
+        defaults = {"temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k, "length": gen.length,
+                    "prompt": "", "seed": None}
+        options = {k: asked[k] if asked.get(k) is not None else own.get(k, default) for k, default in defaults.items()}
+        check_settings(options)
+        options["mentions"] = own.get("mentions", gen.mentions)
+        return options
 
     async def delete(self, persona: dict) -> list[tuple[int, int]]:
         """The persona and its unposted candidates (the worker keeps its data);

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Mapping
 from zoneinfo import ZoneInfo
 
-from core import contract
+from core import contract, mentions
 from bot.publishers import (
     AuthError,
     PublishConfigError,
@@ -323,8 +323,10 @@ class PostingService:
         max_wait = MAX_WAIT_MANUAL if manual else MAX_WAIT_SCHEDULED
         retry_at: float | None = None
         pause_reason: str | None = None
+        # No live mention of a real person goes out unless the persona keeps them (core/mentions.py).
+        text = mentions.for_publishing(cand["text"], (persona.get("settings") or {}).get("mentions", self.cfg.generation.mentions))
         for target in todo:
-            outcome = await self._publish_one(cand, target, max_wait)
+            outcome = await self._publish_one(cand, text, target, max_wait)
             outcomes.append(outcome)
             if outcome.reset_at is not None:
                 retry_at = max(retry_at or 0.0, outcome.reset_at)
@@ -357,12 +359,12 @@ class PostingService:
         cand, todo_keys, already = claimed
         return cand, [t for t in targets if t["key"] in todo_keys], already
 
-    async def _publish_one(self, cand: dict, target: dict, max_wait: float) -> TargetOutcome:
+    async def _publish_one(self, cand: dict, text: str, target: dict, max_wait: float) -> TargetOutcome:
         key, platform = target["key"], target["platform"]
         spec = {k: v for k, v in target.items() if k != "key"}
         try:
             publisher = make_publisher(spec, self.env, self.data_dir)
-            result = await publish_with_retry(publisher, cand["text"], attempts=self.attempts, backoff=self.backoff,
+            result = await publish_with_retry(publisher, text, attempts=self.attempts, backoff=self.backoff,
                                               sleep=self.sleep, clock=self.epoch, max_wait=max_wait)
         except AuthError as exc:  # refused credentials, or missing ones
             out = TargetOutcome(key, platform, "failed", error=str(exc), pauses=True)

@@ -55,7 +55,8 @@ def render_candidate(cand: dict, rules: voting.VoteRules, position: int | None =
         state += "\n" + "\n".join(links)
     embed.add_field(name="State", value=state, inline=False)
     settings = cand.get("settings") or {}
-    shown = " · ".join(f"{k} {v}" for k, v in settings.items() if k in ("temperature", "top_p", "model", "job"))
+    shown = " · ".join(f"{k} {v}" for k, v in settings.items()
+                       if k in ("temperature", "top_p", "top_k", "seed", "model", "job") and v not in (None, 0))
     if shown:
         embed.set_footer(text=shown)
     return fit_embed(embed)

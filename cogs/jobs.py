@@ -55,13 +55,22 @@ def render_job(job: dict) -> str:
         loss = result.final_loss
         lines.append(f"done: {result.steps_done} steps, final loss {loss:.2f}" if loss is not None else "done")
     if state == "done" and isinstance(result, contract.GenerateResult):
-        lines.append(f"done: {len(result.candidates)} candidate(s) for voting; filtered out {counts_text(result.dropped)}")
+        where = "in the attached file (not put up for a vote)" if (job.get("params") or {}).get("to_file") else "for voting"
+        lines.append(f"done: {len(result.candidates)} candidate(s) {where}; filtered out {counts_text(result.dropped)}")
     if state == "cancelled":
         step = (result.steps_done if isinstance(result, contract.TrainResult) else None) or p.get("step")
         lines.append(f"cancelled{f' at step {step} (checkpoint saved)' if step else ''}")
     if state == "failed":
         lines.append(f"failed: {job.get('error') or p.get('error') or 'unknown error (see the worker log)'}")
     return fit("\n".join(lines))
+
+
+# gpt-2-simple's generate_to_file(): the samples one after another, each followed by this line.
+SAMPLE_DELIMITER = "=" * 20 + "\n"
+
+
+def samples_file(result: contract.GenerateResult) -> bytes:
+    return "".join(c.text + "\n" + SAMPLE_DELIMITER for c in result.candidates).encode("utf-8")
 
 
 def samples_embed(result: contract.TrainResult) -> discord.Embed | None:
@@ -128,7 +137,11 @@ class Jobs(commands.Cog):
             embed = samples_embed(result)
             if embed:
                 kwargs["embed"] = embed
-        if isinstance(result, contract.GenerateResult) and job["state"] == contract.DONE:
+        to_file = bool((job.get("params") or {}).get("to_file"))
+        if isinstance(result, contract.GenerateResult) and job["state"] == contract.DONE and to_file:
+            label = contract.persona_label(job["persona"])
+            kwargs["attachments"] = [discord.File(io.BytesIO(samples_file(result)), filename=f"{label}-job{job['id']}.txt")]
+        elif isinstance(result, contract.GenerateResult) and job["state"] == contract.DONE:
             # Stored before the job counts as delivered, so a crash loses none; the
             # curation cog sends them (cogs/curation.py), beside this tracker.
             persona = await self.bot.services.personas.by_key(job["persona"])

@@ -12,7 +12,7 @@ from cogs.render import fit_embed, fit_lines, plain
 from core.contract import BadInput
 
 
-def describe(persona: dict, rules) -> discord.Embed:
+def describe(persona: dict, rules, mentions_default: str = "defuse") -> discord.Embed:
     embed = discord.Embed(title=f"Persona {persona['name']}", colour=discord.Colour.blurple())
     embed.add_field(name="State", value=persona["state"] + (f" ({persona['paused_reason']})" if persona.get("paused_reason") else ""))
     embed.add_field(name="Model", value=persona["base_model"])
@@ -32,6 +32,12 @@ def describe(persona: dict, rules) -> discord.Embed:
                + (f", curators: <@&{rules.curator_role_id}>" if rules.curator_role_id else "")),
         inline=False,
     )
+    own = persona.get("settings") or {}
+    embed.add_field(name="Defaults", inline=False, value=" · ".join(
+        f"{k} {plain(str(v))}" for k, v in own.items()) or "the config's")
+    embed.add_field(name="Mentions", inline=False, value={
+        "defuse": "defused: posted so that no one is tagged", "drop": "candidates with @mentions are dropped",
+        "keep": "kept: real accounts are tagged"}[own.get("mentions", mentions_default)])
     return fit_embed(embed)
 
 
@@ -55,7 +61,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             curation_channel_id=(curation_channel.id if curation_channel else interaction.channel_id),
             sources=[{"platform": source, "handle": handle}] if handle else [])
         await interaction.response.send_message(f"Created **{name}**. Next: `/train`.",
-                                                embed=describe(persona, self.rules(interaction, persona)))
+                                                embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
 
     @app_commands.command(name="list", description="All personas on this server")
     async def list_(self, interaction: discord.Interaction) -> None:
@@ -70,7 +76,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
     @app_commands.autocomplete(name=persona_autocomplete)
     async def show(self, interaction: discord.Interaction, name: str) -> None:
         persona = await guild_persona(interaction, name)
-        await interaction.response.send_message(embed=describe(persona, self.rules(interaction, persona)), ephemeral=True)
+        await interaction.response.send_message(embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions), ephemeral=True)
 
     @app_commands.command(name="configure", description="Change a persona's channels, vote rules or targets")
     @app_commands.autocomplete(name=persona_autocomplete)
@@ -95,7 +101,33 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             persona, role_ids=role_ids(interaction.guild), rules=rules, targets=targets, sources=sources,
             curation_channel_id=curation_channel.id if curation_channel else None,
             log_channel_id=log_channel.id if log_channel else None)
-        await interaction.response.send_message(f"Updated **{name}**.", embed=describe(persona, self.rules(interaction, persona)))
+        await interaction.response.send_message(f"Updated **{name}**.", embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
+
+    @app_commands.command(name="defaults", description="A persona's own generation and import defaults")
+    @app_commands.autocomplete(name=persona_autocomplete)
+    @app_commands.describe(
+        mentions="what happens to generated @mentions: defuse (default: posted so that no one is tagged), drop, keep",
+        prompt="text every candidate starts with", top_k="0 (off) to 1000", seed="the same seed, the same candidates",
+        length="longest sample in tokens", temperature="sampling temperature", top_p="nucleus sampling",
+        exclude="a regular expression: source posts that match are left out of the dataset",
+        reset="clear every default first (back to the config's)")
+    @operator_only
+    async def defaults(self, interaction: discord.Interaction, name: str,
+                       mentions: Literal["defuse", "drop", "keep"] | None = None,
+                       prompt: app_commands.Range[str, 1, 200] | None = None,
+                       top_k: app_commands.Range[int, 0, 1000] | None = None,
+                       seed: app_commands.Range[int, 0, 2**53] | None = None,
+                       length: app_commands.Range[int, 8, 1023] | None = None,
+                       temperature: app_commands.Range[float, 0.1, 3.0] | None = None,
+                       top_p: app_commands.Range[float, 0.05, 1.0] | None = None,
+                       exclude: app_commands.Range[str, 1, 200] | None = None,
+                       reset: bool = False) -> None:
+        persona = await guild_persona(interaction, name)
+        persona = await self.personas.set_defaults(persona, {
+            "mentions": mentions, "prompt": prompt, "top_k": top_k, "seed": seed, "length": length,
+            "temperature": temperature, "top_p": top_p, "exclude": exclude}, reset=reset)
+        await interaction.response.send_message(f"Updated **{name}**'s defaults.",
+                                                embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
 
     @app_commands.command(name="delete", description="Delete a persona from the bot (the worker keeps its data)")
     @app_commands.autocomplete(name=persona_autocomplete)

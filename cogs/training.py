@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.common import defer_public, guild_persona, operator_only, persona_autocomplete, services
+from bot.jobs import MAX_FOR_VOTES, MAX_TO_FILE
 from cogs.jobs import render_job
 from core import contract
 
@@ -81,24 +82,38 @@ class Training(commands.Cog):
         await svc.jobs.set_message(job["id"], message.id)
 
     @app_commands.command(name="generate", description="Generate candidate posts for the group to vote on")
-    @app_commands.describe(persona="which persona", count="how many candidates to aim for",
-                           temperature="sampling temperature (default 1.0)", top_p="nucleus sampling (default 0.9)")
+    @app_commands.describe(persona="which persona", count="how many candidates to aim for (to a file: up to 1000)",
+                           temperature="sampling temperature (default 1.0)", top_p="nucleus sampling (default 0.9)",
+                           top_k="keep only the k likeliest tokens at each step (0: off)",
+                           length="longest sample in tokens", prompt="every candidate starts with this text",
+                           seed="the same seed gives the same candidates",
+                           to_file="send them as a text file instead of putting them up for a vote")
     @app_commands.autocomplete(persona=persona_autocomplete)
     @operator_only
     async def generate(self, interaction: discord.Interaction, persona: str,
-                       count: app_commands.Range[int, 1, 200] | None = None,
+                       count: app_commands.Range[int, 1, 1000] | None = None,
                        temperature: app_commands.Range[float, 0.1, 3.0] | None = None,
-                       top_p: app_commands.Range[float, 0.05, 1.0] | None = None) -> None:
+                       top_p: app_commands.Range[float, 0.05, 1.0] | None = None,
+                       top_k: app_commands.Range[int, 0, 1000] | None = None,
+                       length: app_commands.Range[int, 8, 1023] | None = None,
+                       prompt: app_commands.Range[str, 1, 200] | None = None,
+                       seed: app_commands.Range[int, 0, 2**53] | None = None,
+                       to_file: bool = False) -> None:
+        svc = services(interaction)
         record = await guild_persona(interaction, persona)
-        await services(interaction).personas.ready_to_generate(record)  # refused privately, before anything public
+        await svc.personas.ready_to_generate(record)  # refused privately, before anything public
+        options = svc.personas.generation_options(record, temperature=temperature, top_p=top_p, top_k=top_k,
+                                                  length=length, prompt=prompt, seed=seed)
+        count = count or self.bot.cfg.generation.count
+        if count > MAX_FOR_VOTES and not to_file:
+            raise contract.BadInput(f"at most {MAX_FOR_VOTES} candidates go up for a vote at once: ask fewer, "
+                                    f"or use `to_file: True` for up to {MAX_TO_FILE} in a text file")
         # Acknowledge first: queueing may wait on a busy queue, the 3-second window does not.
         await defer_public(interaction)
-        gen = self.bot.cfg.generation
         platforms = [t["platform"] for t in record["targets"] if t["platform"] != "outbox"] or ["x"]
-        svc = services(interaction)
-        job = await svc.jobs.generate(record, count=count or gen.count, temperature=temperature or gen.temperature,
-                                      top_p=top_p or gen.top_p, platforms=platforms, blocklist=list(gen.blocklist),
-                                      requested_by=interaction.user.id, channel_id=interaction.channel_id)
+        job = await svc.jobs.generate(record, count=count, platforms=platforms,
+                                      blocklist=list(self.bot.cfg.generation.blocklist), to_file=to_file,
+                                      requested_by=interaction.user.id, channel_id=interaction.channel_id, **options)
         message = await interaction.edit_original_response(content=render_job(job))
         await svc.jobs.set_message(job["id"], message.id)
 

@@ -213,3 +213,46 @@ async def test_a_failed_import_of_a_persona_that_exists_keeps_it(world, bot):
         timeout=15, what="the failed import")
     assert "not kept" not in final["content"]
     assert [p["name"] for p in await bot.services.store.list_personas()] == ["keeper"]
+
+
+async def test_persona_defaults_are_shown_validated_and_reset(world, bot):
+    await bot.services.store.create_persona(world.guild.id, "dril")
+    ix = await run(world, world.alice, "persona", "defaults", name="dril", mentions="drop", prompt="my cat",
+                   top_k=40, seed=7)
+    fields = embed_fields(ix.response)
+    assert "Updated **dril**'s defaults" in ix.response["content"]
+    assert "prompt my cat" in fields["Defaults"] and "top_k 40" in fields["Defaults"] and "seed 7" in fields["Defaults"]
+    assert fields["Mentions"] == "candidates with @mentions are dropped"
+    ix = await run(world, world.alice, "persona", "defaults", name="dril", exclude="giveaway(")
+    assert ix.ephemeral and "exclude `giveaway(` is not a regular expression" in ix.response["content"]
+    ix = await run(world, world.alice, "persona", "defaults", name="dril", prompt="<|endoftext|>")
+    assert ix.ephemeral and "prompt" in ix.response["content"] and "cannot be used" in ix.response["content"]
+    ix = await run(world, world.alice, "persona", "show", name="dril")
+    assert "prompt my cat" in embed_fields(ix.response)["Defaults"]  # the refused changes changed nothing
+    ix = await run(world, world.alice, "persona", "defaults", name="dril", reset=True)
+    fields = embed_fields(ix.response)
+    assert fields["Defaults"] == "the config's" and fields["Mentions"] == "defused: posted so that no one is tagged"
+
+
+async def test_generate_to_a_file_sends_the_samples_and_puts_nothing_up_for_a_vote(world, bot):
+    from conftest import CannedWorker
+
+    store = bot.services.store
+    await trained(store, await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id))
+    ix = await run(world, world.alice, "generate", persona="dril", count=300)
+    assert ix.ephemeral and "at most 200 candidates go up for a vote at once" in ix.response["content"]
+    assert "to_file: True" in ix.response["content"]
+
+    texts = [f"sample number {i}" for i in range(300)]
+    worker = CannedWorker(bot.cfg, texts)
+    ix = await run(world, world.alice, "generate", persona="dril", count=300, to_file=True)
+    await worker.run_one()
+    final = await world.standin.wait_for(
+        lambda: (m := world.standin.message(ix.response["id"])) and m["attachments"] and m, timeout=15,
+        what="the job's message with the file")
+    assert "done: 300 candidate(s) in the attached file (not put up for a vote)" in final["content"]
+    (attachment,) = final["attachments"]
+    body = world.standin.attachment_bytes(attachment["url"]).decode("utf-8")
+    assert body.split("\n" + "=" * 20 + "\n")[:-1] == texts  # gpt-2-simple's generate_to_file format
+    assert not [m for m in world.standin.messages(world.curation) if m.get("embeds")]
+    assert await store.candidates(persona=(await store.find_persona(world.guild.id, "dril"))["key"]) == []

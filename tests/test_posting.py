@@ -737,3 +737,34 @@ async def test_status_shows_a_held_target(world, bot_handle, monkeypatch, fx):
     await ix.wait_for_response(timeout=5)
     held = {f["name"]: f["value"] for f in ix.response["embeds"][0]["fields"]}["Posting held"]
     assert held.startswith("dril → x until ") and "Monthly product cap" in held
+
+
+async def test_no_live_mention_reaches_any_platform_unless_the_persona_keeps_them(store, tmp_path, fx, fm):
+    from core.mentions import ZWSP
+
+    text = "shout out to @dril and @someone.bsky.social for nothing"
+    async with FakeBluesky(handle=BSKY_HANDLE, password=BSKY_PASSWORD, delay=0.6,
+                           handles={"someone.bsky.social": "did:plc:someone00000000000000"}) as fb:
+        # The default: defused. Every service would have tagged them without it.
+        await persona(store, [x_target(fx), bsky_target(fb), masto_target(fm)])
+        await approved(store, text)
+        assert (await make_service(store, tmp_path).run("dril")).outcome == "posted"
+        (tweet_id,) = fx.tweets
+        assert fx.tweets[tweet_id].replace(ZWSP, "") == text and fx.mentions[tweet_id] == []
+        (status,) = fm.statuses.values()
+        assert status["mentions"] == []
+        (record,) = fb.records.values()
+        assert record["text"].replace(ZWSP, "") == text
+        assert not [f for f in record.get("facets") or [] for feat in f["features"] if feat["$type"].endswith("#mention")]
+
+        # A persona that keeps them tags them: X, Mastodon and a Bluesky mention facet.
+        await persona(store, [x_target(fx), bsky_target(fb), masto_target(fm)], name="keeper",
+                      settings={"mentions": "keep"})
+        await approved(store, text + " again", persona="keeper")
+        assert (await make_service(store, tmp_path).run("keeper")).outcome == "posted"
+        kept_id = next(t for t in fx.tweets if t != tweet_id)
+        assert fx.mentions[kept_id] == ["dril", "someone"]  # X reads @someone.bsky.social as @someone
+        assert [m["acct"] for m in list(fm.statuses.values())[1]["mentions"]] == ["dril", "someone.bsky.social"]
+        facets = list(fb.records.values())[1]["facets"]
+        assert [feat["did"] for f in facets for feat in f["features"] if feat["$type"].endswith("#mention")] == \
+            ["did:plc:someone00000000000000"]

@@ -42,6 +42,30 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
     job = (await bot.services.store.list_jobs())[0]
     assert job["state"] == "done" and job["result"]["steps_done"] == 30
 
+    # The trained model generates: from a prompt, and with a seed the same candidates again.
+    asked = {"persona": "jokes", "count": 3, "prompt": "Why did the", "seed": 11, "top_k": 40}
+    ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options=asked)
+    await ix.wait_for_response(timeout=5)
+    final = await world.standin.wait_for(
+        lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+        timeout=120, what="the generate job")
+    assert "done:" in final["content"], final["content"]
+    # /train made the persona with the channel it ran in as its curation channel.
+    voted = await world.standin.wait_for(
+        lambda: (ms := [m["embeds"][0]["description"] for m in world.standin.messages(world.general)
+                        if m.get("embeds") and "candidate #" in ((m["embeds"][0].get("author") or {}).get("name") or "")])
+        and len(ms) == int(final["content"].split("done: ")[1].split(" ")[0]) and ms,
+        timeout=30, what="the candidate messages")
+    assert all(text.startswith("Why did the") for text in voted)
+    key = persona_key(world.guild.id, "jokes")
+    voted = [c["text"] for c in sorted(await bot.services.store.candidates(persona=key), key=lambda c: c["id"])]
+    ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options=dict(asked, to_file=True))
+    await ix.wait_for_response(timeout=5)
+    again = await world.standin.wait_for(
+        lambda: (m := job_message(world, ix.response["id"])) and m["attachments"] and m, timeout=120, what="the file")
+    body = world.standin.attachment_bytes(again["attachments"][0]["url"]).decode("utf-8")
+    assert body.split("\n" + "=" * 20 + "\n")[:-1] == voted
+
 
 @pytest.mark.timeout(240)
 async def test_cancel_a_running_training(world, bot, worker):

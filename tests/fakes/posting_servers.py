@@ -34,6 +34,7 @@ import datetime as _dt
 import hashlib
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -148,6 +149,14 @@ def _jwt(payload: dict[str, Any]) -> str:
 
 
 # =========================================================================== X
+# What each service turns into a live mention (a notification to that account).
+# X: twitter-text's validMentionOrList (preceding chars, @ or ＠, 1-20 of [A-Za-z0-9_],
+# not followed by an at sign, a Latin accented letter or "://"); the "RT:" prefix case is left out.
+X_MENTION = re.compile(r"(?:^|(?<=[^a-zA-Z0-9_!#$%&*@＠]))[@＠]([a-zA-Z0-9_]{1,20})(?![@＠À-ÖØ-öø-ÿ]|://)")
+# Mastodon: Account::MENTION_RE, (?<![=/[:word:]])@(USERNAME_RE(@domain)?), case-insensitive.
+MASTODON_MENTION = re.compile(r"(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*(?:@\w+(?:[.-]+\w+)*)?)", re.IGNORECASE)
+
+
 class FakeX(_FakeServer):
     """``POST /2/tweets`` with OAuth 1.0a checking.
 
@@ -163,6 +172,7 @@ class FakeX(_FakeServer):
         self.consumer_key, self.access_token = consumer_key, access_token
         self.consumer_secret, self.access_token_secret = consumer_secret, access_token_secret
         self.tweets: dict[str, str] = {}
+        self.mentions: dict[str, list[str]] = {}  # tweet id -> screen names X would notify
         self._ids = itertools.count(1790000000000000001)
 
     def routes(self) -> list[web.RouteDef]:
@@ -235,6 +245,7 @@ class FakeX(_FakeServer):
             return self._problem(403, "Forbidden", DUPLICATE_DETAIL)
         tweet_id = str(next(self._ids))
         self.tweets[tweet_id] = text
+        self.mentions[tweet_id] = X_MENTION.findall(text)
         if failure is not None and failure.mode == "timeout_after_commit":
             await self._stall()
         return web.json_response({"data": {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}},
@@ -467,7 +478,8 @@ class FakeMastodon(_FakeServer):
             "content": f"<p>{text}</p>", "reblog": None,
             "account": {"id": "1", "username": self.username, "acct": self.username,
                         "display_name": "Parody", "url": f"{self.url}/@{self.username}"},
-            "media_attachments": [], "mentions": [], "tags": [], "emojis": [], "card": None, "poll": None,
+            "media_attachments": [], "tags": [], "emojis": [], "card": None, "poll": None,
+            "mentions": [{"acct": acct, "username": acct.split("@")[0]} for acct in MASTODON_MENTION.findall(text)],
         }
         self.statuses[sid] = status
         if key:

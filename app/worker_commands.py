@@ -102,9 +102,17 @@ def train_command(cfg: Config, persona, steps, model, learning_rate, as_json) ->
 @click.option("--length", type=int, default=None, help="longest sample in tokens")
 @click.option("--platform", "platforms", multiple=True, type=click.Choice(["x", "bluesky", "mastodon"]),
               help="length limits to respect (default x)")
+@click.option("--top-k", "top_k", type=int, default=None, help="keep the k likeliest tokens per step (0: off)")
+@click.option("--prompt", default="", help="every candidate starts with this text")
+@click.option("--seed", type=int, default=None, help="the same seed gives the same candidates")
+@click.option("--mentions", type=click.Choice(["defuse", "drop", "keep"]), default=None,
+              help="drop candidates with @mentions (defuse and keep matter when posting)")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the candidates to this file (gpt-2-simple's generate_to_file format)")
 @with_config
 @json_option
-def generate_command(cfg: Config, persona, count, temperature, top_p, length, platforms, as_json) -> None:
+def generate_command(cfg: Config, persona, count, temperature, top_p, length, platforms, top_k, prompt, seed,
+                     mentions, out, as_json) -> None:
     """Generate filtered candidates with the persona's model."""
     from workers.generation import GenerationService
 
@@ -114,10 +122,15 @@ def generate_command(cfg: Config, persona, count, temperature, top_p, length, pl
         persona, count or gen.count,
         temperature=gen.temperature if temperature is None else temperature,
         top_p=gen.top_p if top_p is None else top_p,
+        top_k=gen.top_k if top_k is None else top_k, prompt=prompt, seed=seed, mentions=mentions or gen.mentions,
         length=length or gen.length, platforms=platforms or ("x",), blocklist=tuple(gen.blocklist),
     )
-    lines = [f"- {c['text']}" for c in result["candidates"]]
     dropped = ", ".join(f"{k} {v}" for k, v in result["dropped"].items() if v) or "none"
+    if out is not None:
+        out.write_text("".join(c["text"] + "\n" + "=" * 20 + "\n" for c in result["candidates"]), encoding="utf-8")
+        emit(result, as_json, f"{len(result['candidates'])} candidates written to {out}; dropped {dropped}")
+        return
+    lines = [f"- {c['text']}" for c in result["candidates"]]
     emit(result, as_json, "\n".join(lines + [f"({len(lines)} candidates; dropped {dropped})"]))
 
 

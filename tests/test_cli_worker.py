@@ -170,6 +170,17 @@ def test_import_train_generate_from_the_command_line(sandbox):
     for cand in out["candidates"]:
         text = cand["text"]
         assert text and "<|" not in text and text not in training
+
+    # To a file, from a prompt, with a seed: the same seed writes the same file.
+    files = []
+    for name in ("a.txt", "b.txt"):
+        path = sandbox / "data" / name
+        done = parodybot(sandbox, "generate", "jokes", "-n", "3", "--prompt", "Why did", "--seed", "5", "--out", str(path))
+        assert done.returncode == 0 and f"written to {path}" in done.stdout, done.stderr[-2000:]
+        files.append(path.read_text(encoding="utf-8"))
+    assert files[0] == files[1]
+    samples = files[0].split("\n" + "=" * 20 + "\n")[:-1]
+    assert samples and all(s.startswith("Why did") for s in samples)
     assert files_outside_data(sandbox) == []
 
 

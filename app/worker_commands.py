@@ -36,9 +36,13 @@ def _progress_printer(as_json: bool):
 @click.option("--keep-replies", is_flag=True, help="keep replies instead of dropping them")
 @click.option("--strip-mentions", is_flag=True)
 @click.option("--strip-hashtags", is_flag=True)
+@click.option("--limit", type=int, default=None, help="fetch at most this many posts")
+@click.option("--exclude", default=None, help="a regular expression: source posts it finds are left out")
+@click.option("--replace", is_flag=True, help="start the dataset afresh instead of adding to it")
 @with_config
 @json_option
-def import_command(cfg: Config, persona, source, file, handle, api, keep_replies, strip_mentions, strip_hashtags, as_json):
+def import_command(cfg: Config, persona, source, file, handle, api, keep_replies, strip_mentions, strip_hashtags,
+                   limit, exclude, replace, as_json):
     """Fetch and clean a persona's posts into the worker's dataset."""
     from workers.cleaning import CleanOptions
     from workers.datasets import import_dataset
@@ -49,11 +53,14 @@ def import_command(cfg: Config, persona, source, file, handle, api, keep_replies
     if source in ("x", "bluesky", "mastodon", "twint") and not handle:
         raise BadInput(f"--source {source} needs --handle NAME")
     options = CleanOptions(drop_replies=not keep_replies, strip_mentions=strip_mentions, strip_hashtags=strip_hashtags)
-    summary = import_dataset(cfg.worker_dir, persona, source, file=file, handle=handle, base_url=api, options=options)
+    summary = import_dataset(cfg.worker_dir, persona, source, file=file, handle=handle, base_url=api, options=options,
+                             limit=limit, exclude=exclude, replace=replace)
     dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
     read = f" from the {summary['read_from']}" if summary.get("read_from") else ""
-    emit(summary, as_json, f"{persona_label(persona)}: kept {summary['kept']} posts ({summary['chars']:,} characters)"
-         f"{read}; dropped {dropped}")
+    sources = ", ".join(f"{k} {v}" for k, v in summary["sources"].items())
+    emit(summary, as_json, f"{persona_label(persona)}: {summary['added']} new post(s){read} "
+         f"({summary['already']} it had already); the dataset has "
+         f"{summary['kept']} ({summary['chars']:,} characters): {sources}; dropped {dropped}")
 
 
 @click.group("dataset")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -44,6 +46,9 @@ def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mappi
     }
     overrides = {k: v for k, v in ((persona or {}).get("rules") or {}).items() if k in RULE_KEYS}
     return voting.VoteRules(**{**base, **overrides})
+
+
+MAX_CURATED = 1000  # posts one curated list may bring
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,83 @@ class CandidateService:
         settings["job"] = job["id"]
         return await self.add(job["persona"], job["id"],
                               [(c.text, dict(settings, **c.settings)) for c in result.candidates], rules)
+
+    # --- hand curation (the texts come back from the worker's filters: a "check" job) ---
+
+    async def apply_check(self, job: dict, result: contract.CheckResult, rules: voting.VoteRules) -> dict:
+        """Carry out what a finished check job was for. Returns ``{"added": [...], "edited":
+        candidate or None, "refused": [(text, filter)], "retire": (channel, message) or None}``."""
+        params = job["params"]
+        passed = [(t, i) for i, (t, fate) in enumerate(zip(result.texts, result.fates)) if fate is None]
+        out: dict = {"added": [], "edited": None, "retire": None,
+                     "refused": [(params["texts"][i], fate) for i, fate in enumerate(result.fates) if fate]}
+        if params["action"] == "edit":
+            if not passed:
+                return out
+            cand = await self.store.get_candidate(params["candidate_id"])
+            if cand is None or cand["state"] in ("posting", "posted"):
+                out["refused"] = [(params["texts"][0], "posted or deleted meanwhile")]
+                return out
+            now = self.clock()
+            async with self.lock(cand["id"]):
+                before = await self.store.edit_candidate(
+                    cand["id"], passed[0][0], job_id=job["id"], edited_by=job.get("requested_by"),
+                    created_at=iso(now), voting_ends_at=iso(now + dt.timedelta(hours=rules.window_hours)))
+                self._state.pop(cand["id"], None)  # its reactions so far count no more
+                if before and before["message_id"]:
+                    self._refs.pop(before["message_id"], None)
+            out["edited"] = await self.store.get_candidate(cand["id"])
+            if before and before["message_id"] and before["channel_id"]:
+                out["retire"] = (before["channel_id"], before["message_id"])
+            return out
+        settings = {"hand": True, "by": job.get("requested_by"), "job": job["id"]}
+        added = await self.add(job["persona"], job["id"], [(t, dict(settings)) for t, _ in passed], rules)
+        if params.get("approve"):
+            for cand in added:
+                await self.store.update_candidate(cand["id"], state="approved", decided_at=iso(self.clock()))
+            added = [await self.store.get_candidate(c["id"]) for c in added]
+        out["added"] = added
+        return out
+
+    @staticmethod
+    def parse_curated(file_name: str, data: bytes) -> list[str]:
+        """A curated list: a CSV (a ``text`` or ``tweets`` column, else the first), or a
+        text file of posts each followed by gpt-2-simple's delimiter line (``=`` x 20);
+        a text file without delimiters is one post per line."""
+        try:
+            body = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise contract.BadInput(f"{file_name} is not UTF-8 text: save it as UTF-8 and attach it again") from None
+        if file_name.lower().endswith(".csv"):
+            rows = list(csv.reader(io.StringIO(body, newline="")))
+            if not rows:
+                raise contract.BadInput(f"{file_name} is empty: one post per row, under a header row (text)")
+            header = [h.strip().lower() for h in rows[0]]
+            col = next((header.index(h) for h in ("text", "tweets") if h in header), 0)
+            texts = [r[col] for r in rows[1:] if len(r) > col]
+        elif "=" * 20 in body:
+            texts = body.split("=" * 20)
+        else:
+            texts = body.splitlines()
+        texts = [t.strip() for t in texts if t.strip()]
+        if not texts:
+            raise contract.BadInput(f"{file_name} has no posts: one per row (CSV), per line, or each followed "
+                                    "by a line of 20 '='")
+        if len(texts) > MAX_CURATED:
+            raise contract.BadInput(f"{file_name} has {len(texts)} posts; at most {MAX_CURATED} at a time")
+        return texts
+
+    async def edits(self, candidate_id: int) -> list[dict]:
+        return await self.store.candidate_edits(candidate_id)
+
+    async def export_csv(self, persona: str) -> bytes:
+        """The persona's candidates and their votes, one row each (the seed's CSV habits: UTF-8, a header)."""
+        buf = io.StringIO(newline="")
+        columns = ["id", "state", "score", "up", "down", "edits", "text", "created_at", "decided_at", "job_id"]
+        writer = csv.DictWriter(buf, columns, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(await self.store.export_rows(persona))
+        return buf.getvalue().encode("utf-8")
 
     async def _decide(self, cand: dict, state: dict[int, set], rules: voting.VoteRules,
                       forced: str | None) -> tuple[dict, bool]:
@@ -225,7 +307,7 @@ class CandidateService:
         return await self.store.get_candidate(candidate_id, guild_id)
 
     async def unsent(self, persona: str) -> list[dict]:
-        """The persona's candidates still voting that have no message yet."""
+        """The persona's candidates still voting (or approved by hand) that have no message yet."""
         return await self.store.undelivered(persona)
 
     async def claim_delivery(self, candidate_id: int, channel_id: int) -> str | None:

@@ -27,7 +27,8 @@ log = logging.getLogger("parodybot")
 # bot is in 1-3 guilds, whose GUILD_CREATEs follow READY at once.
 GUILD_READY_TIMEOUT = 0.5
 
-COGS = ("cogs.status", "cogs.jobs", "cogs.training", "cogs.curation", "cogs.personas", "cogs.stats", "cogs.posting")
+COGS = ("cogs.status", "cogs.jobs", "cogs.training", "cogs.curation", "cogs.personas", "cogs.stats", "cogs.posting",
+        "cogs.hand_curation")
 
 
 def point_discord_at(cfg: Config) -> None:

@@ -43,13 +43,20 @@ class JobService:
         return await self.store.get_job(job_id)
 
     async def train(self, persona: dict, *, source: str | None, handle: str | None, steps: int, model: str,
-                    file: tuple[str, bytes] | None = None, requested_by: int | None = None,
+                    file: tuple[str, bytes] | None = None, clean: contract.CleanSpec | None = None,
+                    limit: int | None = None, requested_by: int | None = None,
                     channel_id: int | None = None) -> dict:
-        params = {"source": source, "handle": handle, "steps": steps, "model": model}
+        """Import (the posts are added to the persona's dataset) and finetune. The persona's
+        ``exclude`` pattern (its settings) leaves matching source posts out."""
+        clean = clean or contract.CleanSpec()
+        exclude = (persona.get("settings") or {}).get("exclude")
+        params = {"source": source, "handle": handle, "steps": steps, "model": model, "limit": limit,
+                  "strip_mentions": clean.strip_mentions, "strip_hashtags": clean.strip_hashtags}
         file_name, data = file if file else (None, None)
         return await self.submit("train", persona, params, lambda job_id: contract.TrainRequest(
             job_id=job_id, persona=persona["key"], steps=steps, model=model, source=source, handle=handle,
             file_b64=base64.b64encode(data).decode("ascii") if data is not None else None, file_name=file_name,
+            clean=clean, limit=limit, exclude=exclude,
         ), requested_by=requested_by, channel_id=channel_id)
 
     async def generate(self, persona: dict, *, count: int, temperature: float, top_p: float, platforms: list[str],
@@ -70,6 +77,18 @@ class JobService:
             job_id=job_id, persona=persona["key"], count=count, temperature=temperature, top_p=top_p,
             length=length, platforms=list(platforms), blocklist=list(blocklist), earlier_candidates=earlier,
             prompt=prompt, top_k=top_k, seed=seed, mentions=mentions,
+        ), requested_by=requested_by, channel_id=channel_id)
+
+    async def check(self, persona: dict, *, action: str, texts: list[str], platforms: list[str],
+                    blocklist: list[str], mentions: str, candidate_id: int | None = None, approve: bool = False,
+                    requested_by: int | None = None, channel_id: int | None = None) -> dict:
+        """Hand-written texts through the generation filters on the worker (the copy checks
+        need the real posts); ``action`` (edit, add, import) is carried out when it is done."""
+        params = {"action": action, "texts": texts, "candidate_id": candidate_id, "approve": approve}
+        earlier = await self.store.recent_texts(persona["key"])
+        return await self.submit("check", persona, params, lambda job_id: contract.CheckRequest(
+            job_id=job_id, persona=persona["key"], texts=list(texts), platforms=list(platforms),
+            blocklist=list(blocklist), mentions=mentions, earlier_candidates=earlier,
         ), requested_by=requested_by, channel_id=channel_id)
 
     async def get(self, guild_id: int, job_id: int) -> dict:

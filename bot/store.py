@@ -323,8 +323,9 @@ class Store:
         return [_candidate(r) for r in await self.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))]
 
     async def undelivered(self, persona: str) -> list[dict]:
-        """The persona's candidates still voting that have no message yet, oldest first."""
-        rows = await self.fetchall("SELECT * FROM candidates WHERE persona = ? AND state = 'voting' "
+        """The persona's candidates still voting (or approved at once by hand) that have no
+        message yet, oldest first."""
+        rows = await self.fetchall("SELECT * FROM candidates WHERE persona = ? AND state IN ('voting', 'approved') "
                                    "AND message_id IS NULL ORDER BY id", (persona,))
         return [_candidate(r) for r in rows]
 
@@ -384,6 +385,43 @@ class Store:
                                      [(candidate_id, m, v) for m, v in votes.items() if v])
                 await db.execute("UPDATE candidates SET score = ?, state = ?, decided_at = ? WHERE id = ?",
                                  (score, state, decided_at, candidate_id))
+
+    async def edit_candidate(self, candidate_id: int, text: str, *, job_id: int, edited_by: int | None,
+                             voting_ends_at: str, created_at: str) -> dict | None:
+        """Give the candidate a new text and start its vote again (no votes, no message:
+        a new one is sent); the old text, state and score go into candidate_edits.
+        Returns the row as it was; None when this job's edit was made already."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT 1 FROM candidate_edits WHERE job_id = ?", (job_id,)) as cur:
+                if await cur.fetchone():
+                    return None
+            async with db.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)) as cur:
+                before = dict(await cur.fetchone())
+            await db.execute(
+                "INSERT INTO candidate_edits(candidate_id, old_text, new_text, old_state, old_score, edited_by, job_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (candidate_id, before["text"], text, before["state"], before["score"], edited_by, job_id))
+            await db.execute("DELETE FROM votes WHERE candidate_id = ?", (candidate_id,))
+            await db.execute("DELETE FROM reactions WHERE candidate_id = ?", (candidate_id,))
+            await db.execute(
+                "UPDATE candidates SET text = ?, state = 'voting', score = 0, message_id = NULL,"
+                " delivery_claimed_at = NULL, voting_ends_at = ?, created_at = ?, decided_at = NULL,"
+                " queue_rank = NULL WHERE id = ?", (text, voting_ends_at, created_at, candidate_id))
+        return before
+
+    async def candidate_edits(self, candidate_id: int) -> list[dict]:
+        rows = await self.fetchall("SELECT * FROM candidate_edits WHERE candidate_id = ? ORDER BY id", (candidate_id,))
+        return [dict(r) for r in rows]
+
+    async def export_rows(self, persona: str) -> list[dict]:
+        """Every candidate of the persona with its votes for and against, oldest first."""
+        rows = await self.fetchall(
+            "SELECT c.id, c.state, c.score, c.text, c.created_at, c.decided_at, c.job_id,"
+            " COALESCE(SUM(v.value > 0), 0) AS up, COALESCE(SUM(v.value < 0), 0) AS down,"
+            " (SELECT COUNT(*) FROM candidate_edits e WHERE e.candidate_id = c.id) AS edits"
+            " FROM candidates c LEFT JOIN votes v ON v.candidate_id = c.id"
+            " WHERE c.persona = ? GROUP BY c.id ORDER BY c.id", (persona,))
+        return [dict(r) for r in rows]
 
     async def set_votes(self, candidate_id: int, votes: dict[int, int], score: int) -> None:
         """Record each member's net vote and the candidate's score in one transaction."""

@@ -49,6 +49,20 @@ async def defer_public(interaction: discord.Interaction) -> None:
     await interaction.response.defer(thinking=True)
 
 
+def check_fetchable(attachment: discord.Attachment, cfg) -> None:
+    """BadInput unless the attachment is on Discord's attachment hosts and within the size limit."""
+    from urllib.parse import urlparse
+
+    host = urlparse(attachment.url).hostname or ""
+    if host not in cfg.discord.attachment_hosts:
+        raise contract.BadInput(f"attachments are only fetched from Discord's attachment hosts, not {host!r}")
+    limit = cfg.discord.max_attachment_mb * 1024 * 1024
+    if attachment.size > limit:
+        raise contract.BadInput(
+            f"{attachment.filename} is {attachment.size / 1e6:.1f} MB; the limit is {cfg.discord.max_attachment_mb:g} MB"
+        )
+
+
 def role_ids(guild: discord.Guild | None) -> dict[str, int]:
     return {r.name: r.id for r in guild.roles} if guild else {}
 

@@ -140,6 +140,19 @@ class Curation(commands.Cog):
                 log.info("retiring message %s: %s", message_id, exc)
 
     @commands.Cog.listener()
+    async def on_candidate_edited(self, cand: dict, channel_id: int, message_id: int) -> None:
+        """Its old message says where the vote went: the new text is voted on in a new message."""
+        message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
+        embed = discord.Embed(description="(edited)", colour=STATE_COLOUR["expired"])
+        embed.set_author(name=f"{contract.persona_label(cand['persona'])} · candidate #{cand['id']} · edited")
+        embed.add_field(name="State", value="✏️ edited: its vote starts again in a new message; reactions here "
+                                            "no longer count", inline=False)
+        try:
+            await message.edit(embed=embed)
+        except discord.HTTPException as exc:  # the message is gone
+            log.info("retiring edited message %s: %s", message_id, exc)
+
+    @commands.Cog.listener()
     async def on_candidate_changed(self, cand: dict, links: list[str] | None = None) -> None:
         """Another part of the bot changed a candidate (posting, the queue): redraw it."""
         await self.refresh_message(cand, links)
@@ -162,7 +175,8 @@ class Curation(commands.Cog):
             earlier = await self.service.claim_delivery(cand["id"], channel_id)
             message = await self._sent_before(channel, cand["id"], earlier) if earlier else None
             if message is None:
-                message = await channel.send(embed=render_candidate(cand, rules))
+                position = await self.service.queue_position(cand)  # approved at once by hand: its place
+                message = await channel.send(embed=render_candidate(cand, rules, position))
                 fault("after_candidate_message")
             await self.service.set_message(cand["id"], message.id)
             for emoji in rules.vote_emojis:  # adding one that is there already changes nothing

@@ -37,6 +37,9 @@ def render_job(job: dict) -> str:
         lines.append(f"📥 fetched {p['fetched']:,} posts")
     if "kept" in p:
         lines.append(f"🧹 cleaned: kept {p['kept']:,}; dropped {counts_text(p.get('dropped') or {})}")
+    if p.get("sources"):
+        per_source = " · ".join(f"{plain(k)} {v:,}" for k, v in p["sources"].items())
+        lines.append(f"📚 dataset: {p['kept']:,} posts, {p.get('added', 0):,} new · {per_source}")
     if p.get("resumed_from") and state == "running":
         lines.append(f"↩️ resumed from its checkpoint at step {p['resumed_from']:,} (the worker was restarted)")
     if phase == "loading" and state == "running":
@@ -71,6 +74,36 @@ SAMPLE_DELIMITER = "=" * 20 + "\n"
 
 def samples_file(result: contract.GenerateResult) -> bytes:
     return "".join(c.text + "\n" + SAMPLE_DELIMITER for c in result.candidates).encode("utf-8")
+
+
+# Why a hand-written text was not taken, by the filter that refused it (workers/filters.py).
+REFUSED_BECAUSE = {
+    "verbatim": "a real post, word for word", "near_copy": "too close to a real post",
+    "too_long": "too long for the persona's platforms", "blocked": "it has a blocklisted word",
+    "mention": "it has an @mention and this persona drops those", "repetition": "it repeats itself",
+    "empty": "nothing visible is left", "duplicate": "it is already a candidate",
+    "unfinished": "it has <| |> markers", "garbled": "it has <| |> markers",
+}
+
+
+def check_summary(job: dict, outcome: dict) -> str:
+    params = job.get("params") or {}
+    refused = outcome["refused"]
+    why = "; ".join(f"{plain(text[:60])!r}: {REFUSED_BECAUSE.get(fate, fate)}" for text, fate in refused[:5])
+    if params.get("action") == "edit":
+        cand = outcome["edited"]
+        if cand is None:
+            return f"not changed: {why}" if refused else "not changed"
+        return f"✏️ candidate #{cand['id']} has its new text; its vote starts again in a new message"
+    added = outcome["added"]
+    lines = []
+    if added:
+        state = "approved at once (in the posting queue)" if params.get("approve") else "for voting"
+        lines.append(f"📝 {len(added)} added {state}: " + ", ".join(f"#{c['id']}" for c in added[:20])
+                     + (" …" if len(added) > 20 else ""))
+    if refused:
+        lines.append(f"refused {len(refused)}: {why}" + (" …" if len(refused) > 5 else ""))
+    return "\n".join(lines) or "nothing to add"
 
 
 def samples_embed(result: contract.TrainResult) -> discord.Embed | None:
@@ -151,12 +184,28 @@ class Jobs(commands.Cog):
                 rules = self.bot.services.personas.rules(persona, role_ids(self.bot.get_guild(persona["guild_id"])))
                 await self.bot.services.candidates.add_from_job(job, result, rules)
             self.bot.dispatch("candidates_waiting", job["persona"], job["channel_id"])
+        if isinstance(result, contract.CheckResult) and job["state"] == contract.DONE:
+            kwargs["content"] = fit(kwargs["content"] + "\n" + await self._apply_check(job, result))
         removed = await self.bot.services.personas.settle_trial(job)
         if removed:
             kwargs["content"] = fit(kwargs["content"] + f"\nThe persona **{removed}** was not kept: its first "
                                     "import failed. Fix what the line above says and `/train` again.")
         await self.edit_message(job, **kwargs)
         await self.jobs.mark_delivered(job["id"])
+
+    async def _apply_check(self, job: dict, result: contract.CheckResult) -> str:
+        """Hand curation whose texts passed the filters: carry it out, and say what happened."""
+        personas = self.bot.services.personas
+        persona = await personas.by_key(job["persona"])
+        if persona is None:
+            return "nothing changed: the persona was deleted"
+        rules = personas.rules(persona, role_ids(self.bot.get_guild(persona["guild_id"])))
+        outcome = await self.bot.services.candidates.apply_check(job, result, rules)
+        if outcome["retire"]:
+            self.bot.dispatch("candidate_edited", outcome["edited"], *outcome["retire"])
+        if outcome["added"] or outcome["edited"]:
+            self.bot.dispatch("candidates_waiting", job["persona"], job["channel_id"])
+        return check_summary(job, outcome)
 
     # --- commands ----------------------------------------------------------
 

@@ -13,7 +13,8 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.scheduler import next_runs
-from cogs.common import defer_public, guild_persona, operator_only, persona_autocomplete, services
+from cogs.common import check_fetchable, defer_public, guild_persona, operator_only, persona_autocomplete, services
+from cogs.hand_curation import check_then
 from cogs.render import fit, fit_lines, plain
 from core import contract
 
@@ -147,6 +148,29 @@ class Posting(commands.Cog):
     @operator_only
     async def queue_remove(self, interaction: discord.Interaction, persona: str, candidate: int) -> None:
         await self._queue_edit(interaction, persona, candidate, "remove")
+
+    @queue_group.command(name="add", description="Put a hand-written post up for a vote (or, as a curator, approve it)")
+    @app_commands.autocomplete(persona=persona_autocomplete)
+    @app_commands.describe(text="the post", approve="curators: straight into the posting queue")
+    @operator_only
+    async def queue_add(self, interaction: discord.Interaction, persona: str,
+                        text: app_commands.Range[str, 1, 1000], approve: bool = False) -> None:
+        await check_then(interaction, await guild_persona(interaction, persona), "add", [text], approve=approve)
+
+    @queue_group.command(name="import", description="Put a curated list up for a vote (or, as a curator, approve it)")
+    @app_commands.autocomplete(persona=persona_autocomplete)
+    @app_commands.describe(file="a CSV (a text column) or a text file: one post per line, or each followed by "
+                                "a line of 20 '='", approve="curators: straight into the posting queue")
+    @operator_only
+    async def queue_import(self, interaction: discord.Interaction, persona: str, file: discord.Attachment,
+                           approve: bool = False) -> None:
+        record = await guild_persona(interaction, persona)
+        check_fetchable(file, self.bot.cfg)
+        if not file.filename.lower().endswith((".csv", ".txt")):
+            raise contract.BadInput(f"{file.filename} is not a .csv (a text column) or a .txt (one post per line, "
+                                    "or each followed by a line of 20 '=')")
+        texts = self.bot.services.candidates.parse_curated(file.filename, await file.read())
+        await check_then(interaction, record, "import", texts, approve=approve)
 
     @queue_group.command(name="top", description="Move a candidate to the top of the queue (posted next)")
     @app_commands.autocomplete(persona=persona_autocomplete, candidate=queued_autocomplete)

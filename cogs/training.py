@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlparse
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import defer_public, guild_persona, operator_only, persona_autocomplete, services
+from cogs.common import check_fetchable, defer_public, guild_persona, operator_only, persona_autocomplete, services
 from bot.jobs import MAX_FOR_VOTES, MAX_TO_FILE
 from cogs.jobs import render_job
 from core import contract
@@ -19,14 +18,7 @@ ATTACHMENT_TYPES = {".csv": "csv", ".zip": "archive"}
 
 def check_attachment(attachment: discord.Attachment, cfg) -> str:
     """The source the attachment is for; BadInput when it may not be fetched."""
-    host = urlparse(attachment.url).hostname or ""
-    if host not in cfg.discord.attachment_hosts:
-        raise contract.BadInput(f"attachments are only fetched from Discord's attachment hosts, not {host!r}")
-    limit = cfg.discord.max_attachment_mb * 1024 * 1024
-    if attachment.size > limit:
-        raise contract.BadInput(
-            f"{attachment.filename} is {attachment.size / 1e6:.1f} MB; the limit is {cfg.discord.max_attachment_mb:g} MB"
-        )
+    check_fetchable(attachment, cfg)
     suffix = "." + attachment.filename.rsplit(".", 1)[-1].lower() if "." in attachment.filename else ""
     if suffix not in ATTACHMENT_TYPES:
         raise contract.BadInput(
@@ -48,11 +40,15 @@ class Training(commands.Cog):
         steps="finetuning steps (default from the config)",
         model="base model: tiny, 124M, 355M (default from the config)",
         persona="persona name (default: from the handle)",
+        strip_mentions="take @mentions out of the posts before training",
+        strip_hashtags="take #hashtags out of the posts before training",
+        limit="fetch at most this many posts",
     )
     @operator_only
     async def train(self, interaction: discord.Interaction, handle: str | None = None, source: SOURCES | None = None,
                     file: discord.Attachment | None = None, steps: app_commands.Range[int, 1, 100_000] | None = None,
-                    model: str | None = None, persona: str | None = None) -> None:
+                    model: str | None = None, persona: str | None = None, strip_mentions: bool = False,
+                    strip_hashtags: bool = False, limit: app_commands.Range[int, 1, 100_000] | None = None) -> None:
         cfg = self.bot.cfg
         svc = services(interaction)
         if file is not None:
@@ -74,7 +70,8 @@ class Training(commands.Cog):
                                                        model=model, created_by=interaction.user.id,
                                                        channel_id=interaction.channel_id)
         job = await svc.jobs.train(record, source=source, handle=handle, steps=steps or cfg.training.steps,
-                                   model=model or record["base_model"], file=upload,
+                                   model=model or record["base_model"], file=upload, limit=limit,
+                                   clean=contract.CleanSpec(strip_mentions=strip_mentions, strip_hashtags=strip_hashtags),
                                    requested_by=interaction.user.id, channel_id=interaction.channel_id)
         if made:  # it stays only if this first import succeeds
             await svc.personas.on_trial(record, job["id"])

@@ -34,7 +34,8 @@ WIRE_MODULE = "bot.contract"
 TRAIN = "train"
 GENERATE = "generate"
 IMPORT = "import_dataset"
-TASK_NAMES = (TRAIN, GENERATE, IMPORT)
+CHECK = "check_texts"
+TASK_NAMES = (TRAIN, GENERATE, IMPORT, CHECK)
 
 # Job states, shared by the bot's jobs table and the worker's events.
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -167,6 +168,8 @@ class ImportRequest(_Wire):
     file_name: str | None = None
     clean: CleanSpec = field(default_factory=CleanSpec)
     resumed: bool = False           # a restarted worker queued it again
+    limit: int | None = None        # at most this many posts fetched
+    exclude: str | None = None      # a regular expression: source posts it finds are left out
     _nested = {"clean": CleanSpec}
 
 
@@ -187,11 +190,13 @@ class TrainRequest(_Wire):
     learning_rate: float | None = None
     save_every: int | None = None
     resumed: bool = False
+    limit: int | None = None
+    exclude: str | None = None
     _nested = {"clean": CleanSpec}
 
     def import_request(self) -> ImportRequest:
         return ImportRequest(self.job_id, self.persona, self.source or "", self.handle, self.base_url,
-                             self.file_b64, self.file_name, self.clean, self.resumed)
+                             self.file_b64, self.file_name, self.clean, self.resumed, self.limit, self.exclude)
 
 
 @dataclass(frozen=True)
@@ -217,10 +222,12 @@ class GenerateRequest(_Wire):
 @dataclass(frozen=True)
 class DatasetSummary(_Wire):
     source: str
-    kept: int
+    kept: int                       # posts in the dataset now (all sources)
     dropped: dict[str, int] = field(default_factory=dict)
     fetched: int = 0
     chars: int = 0
+    added: int = 0                  # posts this import brought
+    sources: dict[str, int] = field(default_factory=dict)  # posts per source, e.g. {"x:dril": 120}
 
 
 @dataclass(frozen=True)
@@ -257,9 +264,31 @@ class GenerateResult(_Wire):
     _nested = {"candidates": GeneratedCandidate}
 
 
-REQUESTS = {TRAIN: TrainRequest, GENERATE: GenerateRequest, IMPORT: ImportRequest}
-RESULTS = {TRAIN: TrainResult, GENERATE: GenerateResult, IMPORT: ImportResult}
-KIND_TASK = {"train": TRAIN, "generate": GENERATE, "import": IMPORT}
+@dataclass(frozen=True)
+class CheckRequest(_Wire):
+    """Run the generation filters over hand-written texts (an edit, /queue add or
+    import): the copy checks need the persona's real posts, which the worker has."""
+
+    job_id: int
+    persona: str
+    texts: list[str]
+    platforms: list[str] = field(default_factory=lambda: ["x"])
+    blocklist: list[str] = field(default_factory=list)
+    mentions: str = "defuse"
+    earlier_candidates: list[str] = field(default_factory=list)
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class CheckResult(_Wire):
+    state: str
+    fates: list[str | None] = field(default_factory=list)  # per text: None passes, else the filter's name
+    texts: list[str] = field(default_factory=list)         # the texts as the filters cleaned them
+
+
+REQUESTS = {TRAIN: TrainRequest, GENERATE: GenerateRequest, IMPORT: ImportRequest, CHECK: CheckRequest}
+RESULTS = {TRAIN: TrainResult, GENERATE: GenerateResult, IMPORT: ImportResult, CHECK: CheckResult}
+KIND_TASK = {"train": TRAIN, "generate": GENERATE, "import": IMPORT, "check": CHECK}
 
 
 def result_of(kind: str, data: dict | None):

@@ -90,6 +90,20 @@ def test_bad_csv_files(sandbox, content, word):
     assert files_outside_data(sandbox) == []
 
 
+def test_import_adds_to_the_dataset_and_says_what_each_source_brought(sandbox):
+    a = write(sandbox, "a.csv", b"tweets\nfirst post\nsecond post\n")
+    b = write(sandbox, "b.csv", b"tweets\nsecond post\nthird post\nGIVEAWAY: a phone\n")
+    result = parodybot(sandbox, "import", "dril", "--source", "csv", "--file", str(a))
+    assert "dril: 2 new post(s) (0 it had already); the dataset has 2" in result.stdout, result.stderr
+    result = parodybot(sandbox, "import", "dril", "--source", "csv", "--file", str(b), "--exclude", "(?i)giveaway")
+    assert "dril: 1 new post(s) (1 it had already); the dataset has 3" in result.stdout
+    assert "csv:a.csv 2, csv:b.csv 1; dropped excluded 1" in result.stdout
+    result = parodybot(sandbox, "import", "dril", "--source", "csv", "--file", str(b), "--replace", "--limit", "1")
+    assert "the dataset has 1 " in result.stdout and "csv:b.csv 1" in result.stdout
+    assert_refused(parodybot(sandbox, "import", "dril", "--source", "csv", "--file", str(b), "--exclude", "a("),
+                   "not a regular expression")
+
+
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:

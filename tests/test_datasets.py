@@ -45,7 +45,8 @@ def test_import_from_csv_writes_dataset_and_meta(tmp_path):
     summary = import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, ROWS), on_progress=progress.append)
     assert summary["persona"] == "dril" and summary["source"] == "csv"
     assert summary["kept"] == 4 and summary["fetched"] == len(ROWS)
-    assert summary["dropped"] == {"retweet": 1, "reply": 1, "empty": 1, "duplicate": 1}
+    assert summary["dropped"] == {"retweet": 1, "reply": 1, "empty": 1, "duplicate": 1, "excluded": 0}
+    assert summary["added"] == 4 and summary["sources"] == {"csv:in.csv": 4}
     kept = ["first post", "two\nlines, with \"quotes\"", "fish & chips", "日本語のポスト #café"]
     assert summary["chars"] == sum(len(t) for t in kept)
     json.dumps(summary)  # JSON-able
@@ -58,7 +59,7 @@ def test_import_from_csv_writes_dataset_and_meta(tmp_path):
     with (folder / "dataset.csv").open(encoding="utf-8", newline="") as fh:
         assert list(csv.reader(fh)) == [["tweets"]] + [[t] for t in kept]
     assert json.loads((folder / "meta.json").read_text("utf-8")) == summary
-    assert sorted(os.listdir(folder)) == ["dataset.csv", "meta.json"]  # no temp files left
+    assert sorted(os.listdir(folder)) == ["dataset.csv", "meta.json", "posts.jsonl"]  # no temp files left
 
     assert load_texts(worker, "dril") == kept
     assert dataset_info(worker, "dril") == summary
@@ -87,8 +88,8 @@ def test_min_chars_refuses_and_keeps_previous(tmp_path):
     first = import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, ["one long enough post " * 10]))
     with pytest.raises(BadInput) as e:
         import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, ["tiny", "RT @a: b"]), min_chars=1000)
-    msg = str(e.value)
-    assert "4 characters" in msg and "1,000" in msg and "1 retweet" in msg
+    msg = str(e.value)  # what the dataset would hold: the earlier post and the new one
+    assert "2 posts, 213 characters" in msg and "1,000" in msg and "1 retweet" in msg
     assert dataset_info(worker, "dril") == first
 
 
@@ -130,3 +131,54 @@ def test_import_from_network_source(tmp_path):
         s = import_dataset(tmp_path, "poster", "bluesky", handle=handle, base_url=fake.xrpc_url)
     assert s["kept"] == 5 and s["handle"] == handle and s["source"] == "bluesky"
     assert load_texts(tmp_path, "poster")[0] == "post 0"
+
+
+def test_three_sources_merge_and_a_refresh_adds_only_new_posts(tmp_path, monkeypatch):
+    """X (its API, through the fake), Bluesky (the fake AppView) and a CSV in one dataset;
+    fetching X again keeps every earlier post and adds only the new ones."""
+    from fakes.social_sources import FakeXApi, x_tweet
+
+    monkeypatch.setenv("X_BEARER_TOKEN", "T")
+    worker = tmp_path / "w"
+    user = {"id": "1", "name": "wint", "username": "dril"}
+    timeline = [x_tweet(100 + i, f"x post number {i}") for i in range(5)]
+    did, handle = "did:plc:abc", "dril.bsky.social"
+    feed = [{"post": bsky_post(did, handle, i, f"bluesky post number {i}")} for i in range(3)]
+    with FakeXApi(token="T", users={"dril": user}, timelines={"1": timeline}) as x, FakeBluesky({handle: feed}) as bsky:
+        first = import_dataset(worker, "dril", "x", handle="dril", base_url=x.url)
+        assert first["added"] == 5 and first["sources"] == {"x:dril": 5}
+        s = import_dataset(worker, "dril", "bluesky", handle=handle, base_url=bsky.xrpc_url)
+        assert s["added"] == 3 and s["kept"] == 8
+        # The CSV brings one post the dataset has from X already (a copy), and two new ones.
+        s = import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, ["x post number 2", "csv one", "csv two"]))
+        assert s["added"] == 2 and s["sources"] == {"x:dril": 5, "bluesky:dril.bsky.social": 3, "csv:in.csv": 2}
+
+        timeline[:0] = [x_tweet(106, "x post number 6"), x_tweet(105, "x post number 5")]  # newest first
+        s = import_dataset(worker, "dril", "x", handle="dril", base_url=x.url)
+    assert s["fetched"] == 7 and s["added"] == 2 and s["kept"] == 12
+    assert s["sources"] == {"x:dril": 7, "bluesky:dril.bsky.social": 3, "csv:in.csv": 2}
+    texts = load_texts(worker, "dril")
+    assert texts[:5] == [f"x post number {i}" for i in range(5)]  # the earliest import's posts stay first
+    assert sorted(texts) == sorted([f"x post number {i}" for i in range(7)] + [f"bluesky post number {i}" for i in range(3)]
+                                   + ["csv one", "csv two"])
+    # replace=True starts afresh.
+    s = import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, ["only me"]), replace=True)
+    assert s["kept"] == 1 and load_texts(worker, "dril") == ["only me"]
+
+
+def test_an_exclude_pattern_leaves_matching_posts_out_and_counts_them(tmp_path):
+    worker = tmp_path / "w"
+    rows = ["a real post", "GIVEAWAY: win a phone", "another #ad here", "a fine one"]
+    s = import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, rows), exclude=r"(?i)giveaway|#ad\b")
+    assert load_texts(worker, "dril") == ["a real post", "a fine one"] and s["dropped"]["excluded"] == 2
+    with pytest.raises(BadInput, match="is not a regular expression"):
+        import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, rows), exclude="giveaway(")
+    assert load_texts(worker, "dril") == ["a real post", "a fine one"]
+
+
+def test_a_dataset_from_before_merging_keeps_its_posts(tmp_path):
+    worker = tmp_path / "w"
+    import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, ["old one", "old two"]))
+    (worker / "datasets" / "dril" / "posts.jsonl").unlink()  # as an older version left it
+    s = import_dataset(worker, "dril", "csv", file=seed_csv(tmp_path, ["old two", "new one"]))
+    assert s["added"] == 1 and load_texts(worker, "dril") == ["old one", "old two", "new one"]

@@ -10,15 +10,19 @@ from core.contract import persona_key
 CORPUS = resources.files("core.data").joinpath("demo_corpus.csv").read_bytes()
 
 
+# The demo corpus with a post with a hashtag first.
+TAGGED = CORPUS.replace(b"tweets\r\n", b"tweets\r\nmy #tagged post about nothing\r\n", 1)
+
+
 def job_message(world, message_id):
     return world.standin.message(message_id)
 
 
 @pytest.mark.timeout(240)
-async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(world, bot, worker):
+async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(world, bot, worker, data_dir):
     ix = await world.standin.invoke(world.alice, "train", channel=world.general,
-                                    options={"persona": "jokes", "steps": 30, "model": "tiny",
-                                             "file": ("jokes.csv", CORPUS, "text/csv")})
+                                    options={"persona": "jokes", "steps": 30, "model": "tiny", "limit": 250,
+                                             "strip_hashtags": True, "file": ("jokes.csv", TAGGED, "text/csv")})
     await ix.wait_for_response(timeout=5)
     assert "queued" in ix.response["content"] and "Job #1" in ix.response["content"]
     seen = []
@@ -32,7 +36,10 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
     final = await world.standin.wait_for(progress, timeout=200, what="training to finish")
     assert "failed" not in final["content"], final["content"] + "\n" + worker.output()[-3000:]
     assert "100%" in final["content"] and "step 30/30" in final["content"]
-    assert "kept 283" in final["content"]  # the cleaning counts
+    assert "kept 250" in final["content"]  # the cleaning counts, of the first 250 posts (limit)
+    assert "📚 dataset: 250 posts, 250 new · csv:jokes.csv 250" in final["content"]
+    dataset = (data_dir / "worker" / "datasets" / persona_key(world.guild.id, "jokes") / "dataset.csv").read_text()
+    assert "my post about nothing" in dataset and "#tagged" not in dataset  # strip_hashtags
     # The member saw the bar move on the way (more than the first and last versions).
     assert any("step" in text and "100%" not in text for text in seen), seen
     png = [a for a in final["attachments"] if a["filename"].endswith(".png")]

@@ -43,6 +43,7 @@ CleanOptions = CleanSpec
 class CleanResult:
     kept: list[str]
     dropped: dict[str, int] = field(default_factory=lambda: {rule: 0 for rule in RULES})
+    kept_ids: list[str | None] = field(default_factory=list)  # the source's id of each kept post
 
     @property
     def total(self) -> int:
@@ -155,4 +156,5 @@ def clean(posts: Iterable[RawPost | str], options: CleanOptions = CleanOptions()
             continue
         seen.add(text)
         result.kept.append(text)
+        result.kept_ids.append(post.id)
     return result

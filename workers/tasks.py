@@ -62,6 +62,7 @@ class Tasks:
             contract.TRAIN: self._wrap(contract.TRAIN, self.train),
             contract.GENERATE: self._wrap(contract.GENERATE, self.generate),
             contract.IMPORT: self._wrap(contract.IMPORT, self.import_dataset),
+            contract.CHECK: self._wrap(contract.CHECK, self.check_texts),
         }
 
     def busy(self) -> list[str]:
@@ -112,6 +113,29 @@ class Tasks:
         progress.update(force=True, state=result["state"], phase=result["state"], result=result)
         return result
 
+    # --- check (hand-written texts) ----------------------------------------
+
+    def check_texts(self, request: contract.CheckRequest, task_id: str, progress: Progress) -> contract.CheckResult:
+        """The generation filters, as they would judge these texts had the model written them."""
+        from workers.filters import END, Blocklist, filter_candidates
+
+        progress.update(force=True, phase="checking")
+        data = self.generation()._dataset(request.persona)
+        if data is None:
+            raise contract.BadInput(f"{contract.persona_label(request.persona)} has no dataset on this worker to "
+                                    "check against: /train it first")
+        fates, texts = [], []
+        seen = list(request.earlier_candidates)
+        for text in request.texts:  # one at a time, so each text gets its own fate
+            result = filter_candidates([text + END], training_posts=data.posts, earlier_candidates=seen,
+                                       platforms=request.platforms, blocklist=Blocklist(list(request.blocklist)),
+                                       near_copy_index=data.index, verbatim_keys=data.verbatim,
+                                       mentions=request.mentions)
+            fates.append(result.fates[0])
+            texts.append(result.candidates[0] if result.candidates else text)
+            seen.extend(result.candidates)
+        return contract.CheckResult(contract.DONE, fates, texts)
+
     # --- import ------------------------------------------------------------
 
     def _import(self, request: contract.ImportRequest, progress: Progress) -> contract.DatasetSummary:
@@ -132,11 +156,13 @@ class Tasks:
                 self.worker_dir, request.persona, request.source,
                 file=file_path, handle=request.handle, base_url=request.base_url,
                 options=options, on_progress=lambda n: progress.update(phase="fetching", fetched=n),
+                limit=request.limit, exclude=request.exclude,
             )
         finally:
             if tmp:
                 tmp.cleanup()
-        progress.update(force=True, phase="cleaned", kept=summary["kept"], dropped=summary["dropped"])
+        progress.update(force=True, phase="cleaned", kept=summary["kept"], dropped=summary["dropped"],
+                        added=summary["added"], sources=summary["sources"])
         return contract.DatasetSummary.from_json(summary, strict=False)
 
     def import_dataset(self, request: contract.ImportRequest, task_id: str, progress: Progress) -> contract.ImportResult:

@@ -84,18 +84,28 @@ def dataset_export(cfg: Config, persona) -> None:
 @click.option("--steps", type=int, default=None, help="finetuning steps (default from the config)")
 @click.option("--model", default=None, help="tiny, 124M, 355M or a local model directory")
 @click.option("--learning-rate", type=float, default=None)
+@click.option("--more-steps", "more_steps", type=int, default=None,
+              help="continue the persona's model this many steps more (--steps and --model are then ignored)")
+@click.option("--from", "start_from", default=None,
+              help="begin from this persona's model, or a local gpt-2-simple checkpoint folder, not the base model")
 @with_config
 @json_option
-def train_command(cfg: Config, persona, steps, model, learning_rate, as_json) -> None:
+def train_command(cfg: Config, persona, steps, model, learning_rate, more_steps, start_from, as_json) -> None:
     """Finetune on the persona's dataset (run `parodybot import` first)."""
     from workers.finetune import run_training
 
     persona = worker_key(cfg, persona)
     steps = cfg.training.steps if steps is None else steps
+    base = None
+    if start_from:
+        base = Path(start_from)
+        if not base.is_dir():  # a persona's name, not a folder
+            base = cfg.worker_dir / "checkpoint" / worker_key(cfg, start_from)
     result = run_training(
         cfg.worker_dir, persona, steps=steps, model=model or cfg.worker.default_model,
         learning_rate=learning_rate or cfg.training.learning_rate, save_every=cfg.training.save_every,
         job_id="cli", on_event=_progress_printer(as_json), should_cancel=lambda: False,
+        more_steps=more_steps, start_from=base,
     )
     emit(result, as_json, f"{persona_label(persona)}: {result['state']} after {result['steps_done']} steps, final loss {result['final_loss']:.3f}\n"
          + "\n".join(f"  sample: {s}" for s in result.get("samples", [])))

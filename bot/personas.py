@@ -182,8 +182,14 @@ class PersonaService:
         return persona
 
     def check_training_request(self, *, handle: str | None, source: str | None, file_name: str | None,
-                               persona: str | None, model: str | None) -> tuple[str, str]:
-        """What /train may do before anything is fetched: (persona name, source)."""
+                               persona: str | None, model: str | None,
+                               more_steps: int | None = None) -> tuple[str, str | None]:
+        """What /train may do before anything is fetched: (persona name, source; None:
+        train on the dataset it has, which only a continuation may)."""
+        if more_steps is not None and not handle and file_name is None:
+            if not persona:
+                raise BadInput("name the persona to continue: `/train persona:NAME more_steps:N`")
+            return check_persona_name(persona), None
         if file_name is not None:
             if source and source not in ("csv", "archive"):
                 raise BadInput("an attachment is a csv or an archive source; leave `source` empty")
@@ -209,6 +215,23 @@ class PersonaService:
             raise BadInput(f"**{persona['name']}** is already training (job #{job['id']}, {job['state']}): "
                            f"wait for it, or `/cancel job:{job['id']}` first")
 
+    async def training_base(self, guild_id: int, persona: dict | None, *, more_steps: int | None,
+                            start_from: str | None) -> dict | None:
+        """Check a continuation (``more_steps``) or a start from another persona's model;
+        returns that other persona. BadInput when there is no model to go on from."""
+        if more_steps is not None and start_from:
+            raise BadInput("either continue the persona's own model (`more_steps`) or start from another's "
+                           "(`start_from`), not both")
+        if more_steps is not None and (persona is None or not await self.store.has_trained(persona["key"])):
+            name = persona["name"] if persona else "it"
+            raise BadInput(f"**{name}** has no trained model to continue yet: `/train` it first (without `more_steps`)")
+        if not start_from:
+            return None
+        other = await self.get(guild_id, start_from)
+        if not await self.store.has_trained(other["key"]):
+            raise BadInput(f"**{other['name']}** has no trained model to start from yet")
+        return other
+
     async def ready_to_generate(self, persona: dict) -> None:
         """BadInput unless a training of the persona has finished (generation needs its model)."""
         if await self.store.has_trained(persona["key"]):
@@ -227,6 +250,9 @@ class PersonaService:
         (``on_trial`` then ``settle_trial``)."""
         persona = await self.store.find_persona(guild_id, name)
         if persona is not None:
+            added = {"platform": source, "handle": handle}
+            if handle and added not in persona["sources"]:  # its posts are merged into the dataset: list it
+                persona = await self.store.update_persona(persona["key"], sources=persona["sources"] + [added])
             return persona, False
         persona = await self.create(guild_id, name, created_by=created_by, curation_channel_id=channel_id,
                                     sources=[{"platform": source, "handle": handle}] if handle else [],

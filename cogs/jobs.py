@@ -40,8 +40,14 @@ def render_job(job: dict) -> str:
     if p.get("sources"):
         per_source = " · ".join(f"{plain(k)} {v:,}" for k, v in p["sources"].items())
         lines.append(f"📚 dataset: {p['kept']:,} posts, {p.get('added', 0):,} new · {per_source}")
-    if p.get("resumed_from") and state == "running":
+    params = job.get("params") or {}
+    if params.get("more_steps"):
+        lines.append(f"➕ continues its model {params['more_steps']:,} steps more"
+                     + (f", from step {p['resumed_from']:,}" if p.get("resumed_from") else ""))
+    elif p.get("resumed_from") and state == "running":
         lines.append(f"↩️ resumed from its checkpoint at step {p['resumed_from']:,} (the worker was restarted)")
+    if params.get("start_from"):
+        lines.append(f"🌱 starts from the model of **{plain(params['start_from'])}**")
     if phase == "loading" and state == "running":
         lines.append("🧠 loading the model…")
     if "step" in p and p.get("steps"):

@@ -43,22 +43,31 @@ class Training(commands.Cog):
         strip_mentions="take @mentions out of the posts before training",
         strip_hashtags="take #hashtags out of the posts before training",
         limit="fetch at most this many posts",
+        more_steps="continue the persona's model this many steps more (on its current dataset)",
+        start_from="begin from another persona's model instead of the base model",
     )
+    @app_commands.autocomplete(start_from=persona_autocomplete)
     @operator_only
     async def train(self, interaction: discord.Interaction, handle: str | None = None, source: SOURCES | None = None,
                     file: discord.Attachment | None = None, steps: app_commands.Range[int, 1, 100_000] | None = None,
                     model: str | None = None, persona: str | None = None, strip_mentions: bool = False,
-                    strip_hashtags: bool = False, limit: app_commands.Range[int, 1, 100_000] | None = None) -> None:
+                    strip_hashtags: bool = False, limit: app_commands.Range[int, 1, 100_000] | None = None,
+                    more_steps: app_commands.Range[int, 1, 100_000] | None = None,
+                    start_from: str | None = None) -> None:
         cfg = self.bot.cfg
         svc = services(interaction)
         if file is not None:
             detected = check_attachment(file, cfg)  # host, size and type, whatever `source` says
             source = source or detected
         name, source = svc.personas.check_training_request(
-            handle=handle, source=source, file_name=file.filename if file else None, persona=persona, model=model)
+            handle=handle, source=source, file_name=file.filename if file else None, persona=persona, model=model,
+            more_steps=more_steps)
         if file is not None and file.size == 0:
             raise contract.BadInput(f"{file.filename} is empty: attach a CSV with a header row (tweets) and one post per row")
-        await svc.personas.active_training(await svc.personas.find(interaction.guild_id, name))
+        existing = await svc.personas.find(interaction.guild_id, name)
+        await svc.personas.active_training(existing)
+        base = await svc.personas.training_base(interaction.guild_id, existing, more_steps=more_steps,
+                                                start_from=start_from)
         await defer_public(interaction)  # downloading an attachment may take a while
         upload = None
         if file is not None:
@@ -72,6 +81,7 @@ class Training(commands.Cog):
         job = await svc.jobs.train(record, source=source, handle=handle, steps=steps or cfg.training.steps,
                                    model=model or record["base_model"], file=upload, limit=limit,
                                    clean=contract.CleanSpec(strip_mentions=strip_mentions, strip_hashtags=strip_hashtags),
+                                   more_steps=more_steps, start_from=base,
                                    requested_by=interaction.user.id, channel_id=interaction.channel_id)
         if made:  # it stays only if this first import succeeds
             await svc.personas.on_trial(record, job["id"])

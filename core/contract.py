@@ -192,6 +192,8 @@ class TrainRequest(_Wire):
     resumed: bool = False
     limit: int | None = None
     exclude: str | None = None
+    more_steps: int | None = None   # continue the working checkpoint this many steps (steps, model ignored)
+    start_from: str | None = None   # begin from another persona's working checkpoint (its key)
     _nested = {"clean": CleanSpec}
 
     def import_request(self) -> ImportRequest:

@@ -175,6 +175,11 @@ def test_import_train_generate_from_the_command_line(sandbox):
     result = json.loads(trained.stdout)
     assert result["state"] == "done" and result["steps_done"] == 40 and len(result["samples"]) == 3
     assert "step 40/40" in trained.stderr  # progress lines for the person watching
+    more = parodybot(sandbox, "train", "jokes", "--more-steps", "5", "--json")
+    assert more.returncode == 0, more.stderr[-2000:]
+    result = json.loads(more.stdout)
+    assert result["state"] == "done" and result["steps_done"] == 45 and result["resumed_from"] == 40
+    assert [s for s, _, _ in result["losses"]] == list(range(1, 46))  # the loss history goes on
 
     generated = parodybot(sandbox, "generate", "jokes", "-n", "5", "--temperature", "0.9", "--top-p", "0.9", "--json")
     assert generated.returncode == 0, generated.stderr[-2000:]
@@ -215,7 +220,7 @@ def test_import_of_an_older_x_export_keeps_its_posts_and_says_which_format_it_re
         z.writestr("tweets/tweets.csv", "tweet_id,text\n1,ignored when the js files are there\n")
     result = parodybot(sandbox, "import", "dril", "--source", "archive", "--file", str(path))
     assert result.returncode == 0, result.stderr
-    assert "dril: kept 40 posts" in result.stdout
+    assert "dril: 40 new post(s) from the older X export" in result.stdout and "the dataset has 40" in result.stdout
     assert "from the older X export (data/js/tweets/YYYY_MM.js)" in result.stdout
     result = parodybot(sandbox, "dataset", "export", "dril")
     assert "@fan 1 0 thank you" in result.stdout  # no reply field: not a reply

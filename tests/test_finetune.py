@@ -414,3 +414,49 @@ def test_download_succeeds_and_unknown_name_refused(tmp_path: Path, http_server)
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["124M"]
     with pytest.raises(BadInput, match="124M"):
         download_model(tmp_path / "models", "gpt-9", base_url=base)
+
+
+def test_continue_training_goes_on_from_the_working_checkpoint(worker_dir: Path):
+    first = train(worker_dir, Recorder(), steps=10, save_every=5)
+    assert first["state"] == "done"
+    working = worker_dir / "checkpoint" / "dril"
+
+    # A continuation that stops half way (a cancel here; a crash leaves the same run
+    # directory) leaves the previous working checkpoint in use.
+    rec = Recorder(cancel_at_step=13)
+    stopped = train(worker_dir, rec, more_steps=2000, save_every=1000, job_id="more1")
+    assert stopped["state"] == "cancelled" and rec.steps()[0]["step"] == 11  # the counter goes on
+    assert (working / "counter").read_text().strip() == "10" and working_checkpoint(worker_dir, "dril") == working
+
+    # The next continuation resumes that run; the step counter and the loss history go on.
+    rec = Recorder()
+    done = train(worker_dir, rec, more_steps=10, save_every=5, job_id="more2", steps=999, model="124M")
+    assert done["state"] == "done" and done["steps"] == 20 and done["steps_done"] == 20
+    assert [s for s, _, _ in done["losses"]][:10] == list(range(1, 11))
+    assert [s for s, _, _ in done["losses"]][-1] == 20
+    assert (working / "counter").read_text().strip() == "20" and (working / "model-20.index").is_file()
+    assert json.loads((working / "run.json").read_text())["jobs"][0] == "job1"
+
+
+def test_a_run_can_start_from_another_personas_checkpoint(worker_dir: Path):
+    train(worker_dir, Recorder(), steps=10, save_every=5)
+    write_dataset(worker_dir, "drilbert", 300, seed=1)
+    rec = Recorder()
+    result = run_training(worker_dir, "drilbert", steps=5, save_every=5, job_id="j", on_event=rec,
+                          should_cancel=rec.should_cancel, progress_interval=0,
+                          start_from=worker_dir / "checkpoint" / "dril")
+    assert result["state"] == "done" and [e["step"] for e in rec.steps()] == [1, 2, 3, 4, 5]
+    # It began from dril's weights, not the base model's: its first loss is dril's last, not a fresh model's.
+    assert rec.steps()[0]["loss"] < first_loss_of_a_fresh_run(worker_dir) - 0.5
+    assert (worker_dir / "checkpoint" / "drilbert" / "model-5.index").is_file()
+    with pytest.raises(BadInput, match="not a gpt-2-simple checkpoint"):
+        run_training(worker_dir, "drilbert", steps=5, job_id="k", on_event=rec, should_cancel=rec.should_cancel,
+                     start_from=worker_dir / "nowhere")
+
+
+def first_loss_of_a_fresh_run(worker_dir: Path) -> float:
+    write_dataset(worker_dir, "fresh", 300, seed=1)
+    rec = Recorder()
+    run_training(worker_dir, "fresh", steps=1, job_id="f", on_event=rec, should_cancel=rec.should_cancel,
+                 progress_interval=0, sample_count=0)
+    return rec.steps()[0]["loss"]

@@ -256,3 +256,18 @@ async def test_generate_to_a_file_sends_the_samples_and_puts_nothing_up_for_a_vo
     assert body.split("\n" + "=" * 20 + "\n")[:-1] == texts  # gpt-2-simple's generate_to_file format
     assert not [m for m in world.standin.messages(world.curation) if m.get("embeds")]
     assert await store.candidates(persona=(await store.find_persona(world.guild.id, "dril"))["key"]) == []
+
+
+async def test_continuing_needs_a_trained_model_and_one_base_only(world, bot):
+    await bot.services.store.create_persona(world.guild.id, "dril")
+    ix = await run(world, world.alice, "train", persona="dril", more_steps=100)
+    assert ix.ephemeral and "**dril** has no trained model to continue yet" in ix.response["content"]
+    ix = await run(world, world.alice, "train", more_steps=100)
+    assert ix.ephemeral and "name the persona to continue" in ix.response["content"]
+    await trained(bot.services.store, await bot.services.store.create_persona(world.guild.id, "weirdal"))
+    ix = await run(world, world.alice, "train", persona="dril", more_steps=100, start_from="weirdal")
+    assert ix.ephemeral and "not both" in ix.response["content"]
+    ix = await run(world, world.alice, "train", handle="drilbert", start_from="nobody")
+    assert ix.ephemeral and "There is no persona **nobody** on this server" in ix.response["content"]
+    # Nothing was queued: the one job is the finished training weirdal had before.
+    assert [(j["kind"], j["state"]) for j in await bot.services.store.list_jobs()] == [("train", "done")]

@@ -49,6 +49,17 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
     job = (await bot.services.store.list_jobs())[0]
     assert job["state"] == "done" and job["result"]["steps_done"] == 30
 
+    # Continue training: the step counter and the loss chart go on from step 30.
+    ix = await world.standin.invoke(world.alice, "train", channel=world.general,
+                                    options={"persona": "jokes", "more_steps": 5})
+    await ix.wait_for_response(timeout=5)
+    more = await world.standin.wait_for(
+        lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+        timeout=120, what="the continuation")
+    assert "done: 35 steps" in more["content"] and "➕ continues its model 5 steps more" in more["content"], more["content"]
+    assert (await bot.services.store.get_job(2))["result"]["losses"][0][0] == 1  # the chart starts at step 1
+    assert len((await bot.services.store.get_job(2))["result"]["losses"]) == 35
+
     # The trained model generates: from a prompt, and with a seed the same candidates again.
     asked = {"persona": "jokes", "count": 3, "prompt": "Why did the", "seed": 11, "top_k": 40}
     ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options=asked)

@@ -254,9 +254,19 @@ def run_training(
     download_base_url: str = DOWNLOAD_URL,
     cancel_grace: float = 600.0,
     lock_timeout: float = 60.0,
+    more_steps: int | None = None,
+    start_from: Path | None = None,
 ) -> dict:
     """Finetune ``model`` on ``<worker_dir>/datasets/<persona>/dataset.csv``
     for ``steps`` steps in a child process and return the result.
+
+    ``more_steps``: continue the persona's working checkpoint for that many
+    steps more (its base model, step counter and loss history go on; ``steps``
+    and ``model`` are ignored). ``start_from``: begin from that gpt-2-simple
+    checkpoint directory (another persona's, or a local one) instead of the
+    base model's weights; its hparams must be the base model's. Either way
+    the run trains in ``<persona>.run`` like any other, so the working
+    checkpoint changes only when it completes.
 
     Events passed to ``on_event``: ``{"phase": "loading", ...}``,
     ``{"phase": "finetuning", "step", "steps", "loss", "avg_loss", "elapsed",
@@ -292,6 +302,18 @@ def run_training(
             raise BadInput(f"learning_rate must be between 0 and 1 (e.g. 0.0001), not {learning_rate}")
 
     worker_dir = Path(worker_dir).resolve()
+    base: Path | None = None  # the checkpoint a run starts from, when not the base model's weights
+    if more_steps is not None:
+        more_steps = _check_int("more_steps", more_steps, 1, MAX_STEPS)
+        base = checkpoint_root(worker_dir) / persona
+        if not (base / "checkpoint").is_file():
+            raise BadInput(f"{persona_label(persona)} has no trained model to continue yet: train it first")
+        steps = _saved_step(base) + more_steps
+        model = _read_json(base / "run.json").get("model") or model
+    elif start_from is not None:
+        base = Path(start_from)
+        if not (base / "checkpoint").is_file() or not (base / "hparams.json").is_file():
+            raise BadInput(f"{base} is not a gpt-2-simple checkpoint (it needs its checkpoint and hparams.json files)")
     data = dataset_path(worker_dir, persona)
     if not data.is_file():
         raise BadInput(f"there is no dataset for {persona_label(persona)} yet: fetch or import posts first")
@@ -333,6 +355,10 @@ def run_training(
                 resumed_from = saved
             else:
                 shutil.rmtree(run)
+        if base is not None and resumed_from is None:
+            _start_run_from(base, run, model_path, keep_history=more_steps is not None)
+            prior = _read_json(run / "run.json")
+            resumed_from = _saved_step(run) or None  # a continuation goes on from its step
         run.mkdir(parents=True, exist_ok=True)
         losses: list[list[float]] = []
         if resumed_from:
@@ -356,7 +382,8 @@ def run_training(
         spec = {
             "dataset": str(data), "steps": remaining, "model_name": model_name, "model_dir": str(models_dir),
             "batch_size": batch_size, "learning_rate": lr, "accumulate_gradients": acc,
-            "restore_from": "latest" if resumed_from else "fresh", "run_name": persona + RUN_SUFFIX,
+            "restore_from": "latest" if resumed_from or base is not None else "fresh",
+            "run_name": persona + RUN_SUFFIX,
             "checkpoint_dir": str(root), "save_every": every, "print_every": print_every,
             "sample_count": sample_count, "sample_length": sample_length, "parent_pid": os.getpid(),
             "start_step": resumed_from or 0,
@@ -384,6 +411,21 @@ def run_training(
                        resumed_from, lr, acc, data_info, t_start, log_path)
     finally:
         os.close(lock_fd)
+
+
+def _start_run_from(base: Path, run: Path, model_path: Path, *, keep_history: bool) -> None:
+    """A new run directory holding ``base``'s weights. ``keep_history`` (a continuation):
+    its counter, losses and run record too; else the run counts its steps from 1."""
+    mine = json.loads((model_path / "hparams.json").read_text(encoding="utf-8"))
+    theirs = json.loads((base / "hparams.json").read_text(encoding="utf-8"))
+    if mine != theirs:
+        raise BadInput(f"the checkpoint in {base.name} has another shape than the base model {model_path.name} "
+                       f"({theirs} vs {mine}): start from the base model it was trained from")
+    skip = set() if keep_history else {"counter", "losses.jsonl", "val_losses.jsonl", "run.json"}
+    shutil.copytree(base, run, ignore=lambda _d, names: [n for n in names if n in skip or n == "samples"])
+    _relativize_checkpoint_file(run)
+    if keep_history:
+        _write_json(run / "run.json", dict(_read_json(run / "run.json"), complete=False))
 
 
 def _read_losses(path: Path) -> list[list[float]]:

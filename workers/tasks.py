@@ -177,6 +177,12 @@ class Tasks:
         if request.source and not request.resumed:
             dataset = self._import(request.import_request(), progress)
         progress.update(force=True, phase="loading")
+        start_from = None
+        if request.start_from:
+            start_from = self.worker_dir / "checkpoint" / contract.check_persona_key(request.start_from)
+            if not (start_from / "checkpoint").is_file():
+                raise contract.BadInput(f"{contract.persona_label(request.start_from)} has no trained model on this "
+                                        "worker to start from")
         result = run_training(
             self.worker_dir, request.persona,
             steps=request.steps or self.cfg.training.steps,
@@ -186,6 +192,7 @@ class Tasks:
             job_id=task_id,
             on_event=progress.training_event,
             should_cancel=lambda: contract.cancel_requested(self.huey, task_id),
+            more_steps=request.more_steps, start_from=start_from,
         )
         return replace(contract.TrainResult.from_json(dict(result, dataset=None), strict=False), dataset=dataset)
 

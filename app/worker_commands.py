@@ -18,7 +18,15 @@ from app.persona_ref import worker_key
 
 def _progress_printer(as_json: bool):
     """Human progress on stderr (stdout stays one JSON object with --json)."""
+    shown = {"val_loss": None, "sample": None}
+
     def show(event: dict) -> None:
+        if event.get("val_loss") is not None and event["val_loss"] != shown["val_loss"]:
+            shown["val_loss"] = event["val_loss"]
+            click.echo(f"validation loss {event['val_loss']:.3f} (best {event.get('best_val_loss', 0):.3f})", err=True)
+        if event.get("sample") and event["sample"] != shown["sample"]:
+            shown["sample"] = event["sample"]
+            click.echo(f"sample at step {event.get('sample_step')}: {event['sample']}", err=True)
         if event.get("phase") == "finetuning" and event.get("loss") is not None:
             click.echo(f"step {event['step']}/{event['steps']} loss {event['loss']:.3f} avg {event['avg_loss']:.3f}"
                        f" eta {event.get('eta') or 0:.0f}s", err=True)
@@ -88,9 +96,13 @@ def dataset_export(cfg: Config, persona) -> None:
               help="continue the persona's model this many steps more (--steps and --model are then ignored)")
 @click.option("--from", "start_from", default=None,
               help="begin from this persona's model, or a local gpt-2-simple checkpoint folder, not the base model")
+@click.option("--early-stop", "early_stop", type=int, default=None,
+              help="stop once the validation loss has not improved this many times in a row")
+@click.option("--sample-every", "sample_every", type=int, default=None, help="print a sample every N steps")
 @with_config
 @json_option
-def train_command(cfg: Config, persona, steps, model, learning_rate, more_steps, start_from, as_json) -> None:
+def train_command(cfg: Config, persona, steps, model, learning_rate, more_steps, start_from, early_stop,
+                  sample_every, as_json) -> None:
     """Finetune on the persona's dataset (run `parodybot import` first)."""
     from workers.finetune import run_training
 
@@ -106,6 +118,11 @@ def train_command(cfg: Config, persona, steps, model, learning_rate, more_steps,
         learning_rate=learning_rate or cfg.training.learning_rate, save_every=cfg.training.save_every,
         job_id="cli", on_event=_progress_printer(as_json), should_cancel=lambda: False,
         more_steps=more_steps, start_from=base,
+        validation_fraction=cfg.training.validation_fraction,
+        val_every=cfg.training.validation_every or cfg.training.save_every,
+        val_batch_count=cfg.training.validation_batches,
+        early_stop_patience=cfg.training.early_stop if early_stop is None else early_stop,
+        sample_every=cfg.training.sample_every if sample_every is None else sample_every,
     )
     emit(result, as_json, f"{persona_label(persona)}: {result['state']} after {result['steps_done']} steps, final loss {result['final_loss']:.3f}\n"
          + "\n".join(f"  sample: {s}" for s in result.get("samples", [])))

@@ -45,6 +45,7 @@ class JobService:
     async def train(self, persona: dict, *, source: str | None, handle: str | None, steps: int, model: str,
                     file: tuple[str, bytes] | None = None, clean: contract.CleanSpec | None = None,
                     limit: int | None = None, more_steps: int | None = None, start_from: dict | None = None,
+                    early_stop: int | None = None, sample_every: int | None = None,
                     requested_by: int | None = None, channel_id: int | None = None) -> dict:
         """Import (the posts are added to the persona's dataset) and finetune. The persona's
         ``exclude`` pattern (its settings) leaves matching source posts out. ``more_steps``
@@ -53,12 +54,14 @@ class JobService:
         exclude = (persona.get("settings") or {}).get("exclude")
         params = {"source": source, "handle": handle, "steps": steps, "model": model, "limit": limit,
                   "strip_mentions": clean.strip_mentions, "strip_hashtags": clean.strip_hashtags,
-                  "more_steps": more_steps, "start_from": start_from["name"] if start_from else None}
+                  "more_steps": more_steps, "start_from": start_from["name"] if start_from else None,
+                  "early_stop": early_stop, "sample_every": sample_every}
         file_name, data = file if file else (None, None)
         return await self.submit("train", persona, params, lambda job_id: contract.TrainRequest(
             job_id=job_id, persona=persona["key"], steps=steps, model=model, source=source, handle=handle,
             file_b64=base64.b64encode(data).decode("ascii") if data is not None else None, file_name=file_name,
-            clean=clean, limit=limit, exclude=exclude, more_steps=more_steps,
+            clean=clean, limit=limit, exclude=exclude, more_steps=more_steps, early_stop=early_stop,
+            sample_every=sample_every,
             start_from=start_from["key"] if start_from else None,
         ), requested_by=requested_by, channel_id=channel_id)
 

@@ -57,12 +57,22 @@ def render_job(job: dict) -> str:
             f"🧠 `{progress_bar(frac)}` step {p['step']}/{p['steps']} · loss {p.get('loss', 0):.2f}"
             f" (avg {p.get('avg_loss', p.get('loss', 0)):.2f}){eta}"
         )
+    if p.get("val_loss") is not None and state == "running":
+        lines.append(f"📉 validation loss {p['val_loss']:.2f} (best {p.get('best_val_loss', p['val_loss']):.2f}), "
+                     "on posts it does not train on")
+    if p.get("sample") and state == "running":
+        lines.append(f"🎲 sample at step {p.get('sample_step')}: {plain(p['sample'][:200])}")
     if phase == "generating" and state == "running":
         lines.append("🎲 generating…")
     result = contract.result_of(job["kind"], job.get("result") or p.get("result"))
     if state == "done" and isinstance(result, contract.TrainResult):
         loss = result.final_loss
         lines.append(f"done: {result.steps_done} steps, final loss {loss:.2f}" if loss is not None else "done")
+        if result.val_losses:
+            best = min(result.val_losses, key=lambda r: r[1])
+            lines.append(f"📉 validation loss {result.val_losses[-1][1]:.2f} (best {best[1]:.2f} at step {best[0]})")
+        if result.early_stopped:
+            lines.append(f"⏹️ stopped early at step {result.steps_done}: the validation loss stopped improving")
     if state == "done" and isinstance(result, contract.GenerateResult):
         where = "in the attached file (not put up for a vote)" if (job.get("params") or {}).get("to_file") else "for voting"
         lines.append(f"done: {len(result.candidates)} candidate(s) {where}; filtered out {counts_text(result.dropped)}")
@@ -171,7 +181,7 @@ class Jobs(commands.Cog):
         if isinstance(result, contract.TrainResult) and job["state"] == contract.DONE:
             label = contract.persona_label(job["persona"])
             losses = result.losses or (job["progress"] or {}).get("losses") or []
-            png = await asyncio.to_thread(loss_curve_png, losses, f"{label}: finetuning loss")
+            png = await asyncio.to_thread(loss_curve_png, losses, f"{label}: finetuning loss", result.val_losses)
             kwargs["attachments"] = [discord.File(io.BytesIO(png), filename=f"loss-{label}-job{job['id']}.png")]
             embed = samples_embed(result)
             if embed:

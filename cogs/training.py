@@ -45,6 +45,8 @@ class Training(commands.Cog):
         limit="fetch at most this many posts",
         more_steps="continue the persona's model this many steps more (on its current dataset)",
         start_from="begin from another persona's model instead of the base model",
+        early_stop="stop once the validation loss has not improved this many times in a row",
+        sample_every="show a sample in the progress message every this many steps",
     )
     @app_commands.autocomplete(start_from=persona_autocomplete)
     @operator_only
@@ -53,7 +55,8 @@ class Training(commands.Cog):
                     model: str | None = None, persona: str | None = None, strip_mentions: bool = False,
                     strip_hashtags: bool = False, limit: app_commands.Range[int, 1, 100_000] | None = None,
                     more_steps: app_commands.Range[int, 1, 100_000] | None = None,
-                    start_from: str | None = None) -> None:
+                    start_from: str | None = None, early_stop: app_commands.Range[int, 1, 100] | None = None,
+                    sample_every: app_commands.Range[int, 1, 100_000] | None = None) -> None:
         cfg = self.bot.cfg
         svc = services(interaction)
         if file is not None:
@@ -81,7 +84,8 @@ class Training(commands.Cog):
         job = await svc.jobs.train(record, source=source, handle=handle, steps=steps or cfg.training.steps,
                                    model=model or record["base_model"], file=upload, limit=limit,
                                    clean=contract.CleanSpec(strip_mentions=strip_mentions, strip_hashtags=strip_hashtags),
-                                   more_steps=more_steps, start_from=base,
+                                   more_steps=more_steps, start_from=base, early_stop=early_stop,
+                                   sample_every=sample_every,
                                    requested_by=interaction.user.id, channel_id=interaction.channel_id)
         if made:  # it stays only if this first import succeeds
             await svc.personas.on_trial(record, job["id"])

@@ -68,6 +68,14 @@ class TrainingConfig(Section):
     steps: int = Field(default=300, ge=1, le=100_000)
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
     save_every: int = Field(default=50, ge=1)
+    # A share of the posts held back to measure the loss on posts the model never saw
+    # (0: off); every `validation_every` steps (default: save_every), over
+    # `validation_batches` 1,024-token windows of them.
+    validation_fraction: float = Field(default=0.05, ge=0, lt=0.5)
+    validation_every: int | None = Field(default=None, ge=1)
+    validation_batches: int = Field(default=10, ge=1, le=200)
+    early_stop: int = Field(default=0, ge=0)  # stop after this many validations without a new best (0: off)
+    sample_every: int = Field(default=0, ge=0)  # a sample in the progress message every N steps (0: off)
     # Handles that must never be trained on (lower case, without @).
     denylist: list[str] = []
 

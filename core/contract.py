@@ -193,6 +193,8 @@ class TrainRequest(_Wire):
     limit: int | None = None
     exclude: str | None = None
     more_steps: int | None = None   # continue the working checkpoint this many steps (steps, model ignored)
+    early_stop: int | None = None   # stop once this many validations in a row did not improve
+    sample_every: int | None = None  # a sample in the progress every this many steps
     start_from: str | None = None   # begin from another persona's working checkpoint (its key)
     _nested = {"clean": CleanSpec}
 
@@ -249,6 +251,9 @@ class TrainResult(_Wire):
     samples: list[str] = field(default_factory=list)
     resumed_from: int = 0
     dataset: DatasetSummary | None = None
+    val_losses: list[list[float]] = field(default_factory=list)  # [step, loss on the held-out posts]
+    validation: dict = field(default_factory=dict)                # {"state": "on" | "skipped" | "off", ...}
+    early_stopped: bool = False
     _nested = {"dataset": DatasetSummary}
 
 

@@ -175,6 +175,7 @@ def test_import_train_generate_from_the_command_line(sandbox):
     result = json.loads(trained.stdout)
     assert result["state"] == "done" and result["steps_done"] == 40 and len(result["samples"]) == 3
     assert "step 40/40" in trained.stderr  # progress lines for the person watching
+    assert "validation loss" in trained.stderr and result["val_losses"]  # 5% of the posts held back
     more = parodybot(sandbox, "train", "jokes", "--more-steps", "5", "--json")
     assert more.returncode == 0, more.stderr[-2000:]
     result = json.loads(more.stdout)

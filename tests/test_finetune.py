@@ -460,3 +460,40 @@ def first_loss_of_a_fresh_run(worker_dir: Path) -> float:
     run_training(worker_dir, "fresh", steps=1, job_id="f", on_event=rec, should_cancel=rec.should_cancel,
                  progress_interval=0, sample_count=0)
     return rec.steps()[0]["loss"]
+
+
+def test_validation_loss_is_reported_and_an_early_stop_completes_the_run(worker_dir: Path):
+    rec = Recorder()
+    result = train(worker_dir, rec, steps=400, save_every=5, validation_fraction=0.1, val_every=5,
+                   val_batch_count=2, early_stop_patience=2, sample_every=5, sample_count=1)
+    validation = result["validation"]
+    assert validation["state"] == "on" and validation["val_posts"] > 0
+    split = worker_dir / "datasets" / "dril" / "split"
+    def rows(name):
+        with open(split / name, encoding="utf-8", newline="") as fh:
+            return [r[0] for r in list(csv.reader(fh))[1:]]
+
+    held, kept = rows("val.csv"), rows("train.csv")
+    assert held and not set(held) & set(kept) and len(held) + len(kept) == 300
+    # The loss on the held-out posts, in the progress events and the result...
+    vals = result["val_losses"]
+    assert vals and vals[0][0] == 1 and all(isinstance(v, float) for _, v in vals)
+    assert [e["val_loss"] for e in rec.events if "val_loss" in e][-1] == vals[-1][1]
+    # ...a sample every 5 steps in the progress...
+    samples = [e for e in rec.events if e.get("sample") is not None]
+    assert samples and samples[0]["sample_step"] >= 5
+    # ...and the run stopped once two validations in a row did not beat the best: complete,
+    # with its working checkpoint (a random tiny model overfits 300 posts well before 400 steps).
+    assert result["state"] == "done" and result["early_stopped"], vals
+    assert result["steps_done"] < 400
+    best = min(v for _, v in vals)
+    assert [v for _, v in vals][-2:] and all(v >= best for _, v in vals[-2:])
+    assert (worker_dir / "checkpoint" / "dril" / f"model-{result['steps_done']}.index").is_file()
+    assert len(result["samples"]) == 1
+
+
+def test_a_dataset_too_small_to_spare_posts_trains_without_validation(worker_dir: Path):
+    write_dataset(worker_dir, "dril", 60)  # a little over one 1,024-token window
+    result = train(worker_dir, Recorder(), steps=3, validation_fraction=0.05)
+    assert result["state"] == "done" and result["validation"]["state"] == "skipped"
+    assert "too few to hold some back" in result["validation"]["why"] and result["val_losses"] == []

@@ -22,6 +22,7 @@ def job_message(world, message_id):
 async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(world, bot, worker, data_dir):
     ix = await world.standin.invoke(world.alice, "train", channel=world.general,
                                     options={"persona": "jokes", "steps": 30, "model": "tiny", "limit": 250,
+                                             "sample_every": 10,
                                              "strip_hashtags": True, "file": ("jokes.csv", TAGGED, "text/csv")})
     await ix.wait_for_response(timeout=5)
     assert "queued" in ix.response["content"] and "Job #1" in ix.response["content"]
@@ -42,6 +43,9 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
     assert "my post about nothing" in dataset and "#tagged" not in dataset  # strip_hashtags
     # The member saw the bar move on the way (more than the first and last versions).
     assert any("step" in text and "100%" not in text for text in seen), seen
+    # ...with the loss on held-out posts (5% by default) and a sample every 10 steps.
+    assert any("📉 validation loss" in text for text in seen) and any("🎲 sample at step 10" in t for t in seen), seen
+    assert "📉 validation loss" in final["content"] and "(best" in final["content"]
     png = [a for a in final["attachments"] if a["filename"].endswith(".png")]
     assert png and png[0]["data"].startswith(b"\x89PNG")
     samples = final["embeds"][0]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -256,6 +257,11 @@ def run_training(
     lock_timeout: float = 60.0,
     more_steps: int | None = None,
     start_from: Path | None = None,
+    validation_fraction: float = 0.0,
+    val_every: int | None = None,
+    val_batch_count: int = 10,
+    early_stop_patience: int = 0,
+    sample_every: int = 0,
 ) -> dict:
     """Finetune ``model`` on ``<worker_dir>/datasets/<persona>/dataset.csv``
     for ``steps`` steps in a child process and return the result.
@@ -267,6 +273,15 @@ def run_training(
     base model's weights; its hparams must be the base model's. Either way
     the run trains in ``<persona>.run`` like any other, so the working
     checkpoint changes only when it completes.
+
+    ``validation_fraction`` > 0 holds that share of the posts back (chosen by
+    their hash, so the same on every run of a dataset; at least one 1,024-token
+    window, as gpt-2-simple samples those) and reports their loss every
+    ``val_every`` steps (``{"phase": "finetuning", "val_loss", "best_val_loss"}``
+    events, ``"val_losses"`` in the result). ``early_stop_patience`` > 0 stops
+    the run, as complete, once that many validations in a row did not improve
+    on the best (``"early_stopped": True``). ``sample_every`` > 0: a sample
+    every that many steps (``{"sample", "sample_step"}`` events).
 
     Events passed to ``on_event``: ``{"phase": "loading", ...}``,
     ``{"phase": "finetuning", "step", "steps", "loss", "avg_loss", "elapsed",
@@ -345,6 +360,10 @@ def run_training(
         every = save_every if save_every is not None else min(100, max(10, steps // 10))
 
         data_info = check_dataset(data, model_path, persona=persona)
+        train_csv, val_csv, validation = data, None, {"state": "off"}
+        if validation_fraction:
+            train_csv, val_csv, validation = split_for_validation(data, model_path, validation_fraction,
+                                                                  data.parent / "split")
 
         run = root / (persona + RUN_SUFFIX)
         prior = _read_json(run / "run.json")
@@ -361,11 +380,12 @@ def run_training(
             resumed_from = _saved_step(run) or None  # a continuation goes on from its step
         run.mkdir(parents=True, exist_ok=True)
         losses: list[list[float]] = []
+        val_losses: list[list[float]] = []
         if resumed_from:
-            for entry in _read_losses(run / "losses.jsonl"):
-                if entry[0] <= resumed_from:
-                    losses.append(entry)
+            losses = [e for e in _read_losses(run / "losses.jsonl") if e[0] <= resumed_from]
+            val_losses = [e for e in _read_losses(run / "val_losses.jsonl", 2) if e[0] <= resumed_from]
         (run / "losses.jsonl").write_text("".join(json.dumps(e) + "\n" for e in losses), encoding="utf-8")
+        (run / "val_losses.jsonl").write_text("".join(json.dumps(e) + "\n" for e in val_losses), encoding="utf-8")
         remaining = max(0, steps - (resumed_from or 0))
         total = max(steps, resumed_from or 0)
         run_info = {
@@ -380,7 +400,10 @@ def run_training(
 
         log_path = logs / f"train-{persona}-{_safe(job_id)}.log"
         spec = {
-            "dataset": str(data), "steps": remaining, "model_name": model_name, "model_dir": str(models_dir),
+            "dataset": str(train_csv), "steps": remaining,
+            "val_dataset": str(val_csv) if val_csv else None, "val_every": (val_every or every) if val_csv else 0,
+            "val_batch_count": val_batch_count, "early_stop_patience": early_stop_patience if val_csv else 0,
+            "sample_every": sample_every, "model_name": model_name, "model_dir": str(models_dir),
             "batch_size": batch_size, "learning_rate": lr, "accumulate_gradients": acc,
             "restore_from": "latest" if resumed_from or base is not None else "fresh",
             "run_name": persona + RUN_SUFFIX,
@@ -388,17 +411,19 @@ def run_training(
             "sample_count": sample_count, "sample_length": sample_length, "parent_pid": os.getpid(),
             "start_step": resumed_from or 0,
         }
+        extra = {"val_losses": val_losses, "validation": validation, "early_stopped": False}
         if should_cancel():
             return _result("cancelled", persona, job_id, model, total, resumed_from or 0, losses, [], run,
-                           resumed_from, lr, acc, data_info, t_start, log_path)
+                           resumed_from, lr, acc, data_info, t_start, log_path, extra)
 
         outcome = _run_child(spec, log_path, lock_fd, run, total, resumed_from or 0, losses, on_event,
-                             should_cancel, progress_interval, cancel_grace, t_start)
+                             should_cancel, progress_interval, cancel_grace, t_start, val_losses)
         steps_done = outcome["step"] or (resumed_from or 0)
-        finished = not outcome["interrupted"] or steps_done >= total
+        extra["early_stopped"] = bool(outcome.get("early_stop"))
+        finished = not outcome["interrupted"] or steps_done >= total or extra["early_stopped"]
         if not finished:
             return _result("cancelled", persona, job_id, model, total, steps_done, losses, [], run,
-                           resumed_from, lr, acc, data_info, t_start, log_path)
+                           resumed_from, lr, acc, data_info, t_start, log_path, extra)
 
         on_event({"phase": "saving"})
         _relativize_checkpoint_file(run)
@@ -408,7 +433,7 @@ def run_training(
         working = root / persona
         _install_run(run, working, root / (persona + OLD_SUFFIX))
         return _result("done", persona, job_id, model, total, steps_done, losses, outcome["samples"], working,
-                       resumed_from, lr, acc, data_info, t_start, log_path)
+                       resumed_from, lr, acc, data_info, t_start, log_path, extra)
     finally:
         os.close(lock_fd)
 
@@ -428,13 +453,48 @@ def _start_run_from(base: Path, run: Path, model_path: Path, *, keep_history: bo
         _write_json(run / "run.json", dict(_read_json(run / "run.json"), complete=False))
 
 
-def _read_losses(path: Path) -> list[list[float]]:
+def split_for_validation(csv_path: Path, model_path: Path, fraction: float, out_dir: Path) -> tuple[Path, Path | None, dict]:
+    """(train CSV, validation CSV or None, what was done). The held-out posts are
+    chosen by their hash, so a dataset splits the same way on every run (a resumed
+    or continued run validates on the same posts)."""
+    from gpt_2_simple.src.encoder import get_encoder
+
+    if not 0 < fraction < 0.5:
+        raise BadInput(f"the validation share must be above 0 and below 0.5, not {fraction}")
+    enc = get_encoder(str(model_path))
+    with open(csv_path, encoding="utf-8", newline="") as fh:
+        rows = [r[0] for r in list(csv.reader(fh))[1:] if r]
+    tokens = [len(enc.encode(START_TOKEN + r + END_TOKEN + "\n")) for r in rows]
+    total = sum(tokens)
+    want = max(fraction * total, WINDOW + 64)  # gpt-2-simple samples 1,024-token windows from it
+    if total - want <= WINDOW + 64:
+        return csv_path, None, {"state": "skipped", "why": f"{total:,} tokens are too few to hold some back "
+                                                           f"(about {2 * (WINDOW + 64):,} are needed)"}
+    chosen, held = set(), 0
+    for i in sorted(range(len(rows)), key=lambda i: hashlib.sha256(rows[i].encode("utf-8")).digest()):
+        if held >= want:
+            break
+        chosen.add(i)
+        held += tokens[i]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, keep in (("train.csv", lambda i: i not in chosen), ("val.csv", lambda i: i in chosen)):
+        paths[name] = out_dir / name
+        with open(paths[name], "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["tweets"])
+            writer.writerows([r] for i, r in enumerate(rows) if keep(i))
+    return paths["train.csv"], paths["val.csv"], {"state": "on", "val_posts": len(chosen),
+                                                  "train_posts": len(rows) - len(chosen), "val_tokens": held}
+
+
+def _read_losses(path: Path, width: int = 3) -> list[list[float]]:
     out = []
     try:
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 e = json.loads(line)
-                out.append([int(e[0]), float(e[1]), float(e[2])])
+                out.append([int(e[0])] + [float(x) for x in e[1:width]])
             except (ValueError, TypeError, IndexError):
                 continue
     except OSError:
@@ -443,8 +503,9 @@ def _read_losses(path: Path) -> list[list[float]]:
 
 
 def _result(state, persona, job_id, model, total, steps_done, losses, samples, checkpoint, resumed_from,
-            lr, acc, data_info, t_start, log_path) -> dict:
+            lr, acc, data_info, t_start, log_path, extra=None) -> dict:
     return {
+        **(extra or {}),
         "state": state,
         "persona": persona,
         "job_id": job_id,
@@ -466,7 +527,7 @@ def _result(state, persona, job_id, model, total, steps_done, losses, samples, c
 
 
 def _run_child(spec, log_path, lock_fd, run, total, start_step, losses, on_event, should_cancel,
-               progress_interval, cancel_grace, t_start) -> dict:
+               progress_interval, cancel_grace, t_start, val_losses) -> dict:
     env = dict(os.environ)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["PYTHONUNBUFFERED"] = "1"
@@ -496,7 +557,10 @@ def _run_child(spec, log_path, lock_fd, run, total, start_step, losses, on_event
 
     threading.Thread(target=reader, name=f"train-{spec['run_name']}", daemon=True).start()
 
-    outcome = {"step": None, "interrupted": False, "samples": [], "error": None, "done": False}
+    outcome = {"step": None, "interrupted": False, "samples": [], "error": None, "done": False, "early_stop": False}
+    latest: dict = {}  # the latest validation loss and sample, carried on every progress event
+    if val_losses:
+        latest.update(val_loss=val_losses[-1][1], best_val_loss=min(v for _, v in val_losses))
     last_emit = 0.0
     last_cancel_check = 0.0
     cancel_sent_at = None
@@ -526,6 +590,7 @@ def _run_child(spec, log_path, lock_fd, run, total, start_step, losses, on_event
                         "eta": round(per_step * max(0, total - step), 1) if per_step is not None else None,
                         "saved_step": int(msg.get("saved_step") or 0),
                         "resumed_from": start_step or None,
+                        **latest,
                     }
                     if now - last_emit >= progress_interval or step >= total or step == start_step + 1:
                         on_event(pending)
@@ -544,6 +609,15 @@ def _run_child(spec, log_path, lock_fd, run, total, start_step, losses, on_event
                         if start_step:
                             e["resumed_from"] = start_step
                     on_event(e)
+                elif ev == "validation":
+                    val_losses.append([int(msg["step"]), round(float(msg["val_loss"]), 5)])
+                    latest.update(val_loss=val_losses[-1][1], best_val_loss=round(float(msg["best"]), 5))
+                    on_event(dict(pending or {"phase": "finetuning", "step": msg["step"], "steps": total}, **latest))
+                    pending = None
+                elif ev == "sample":
+                    latest.update(sample=msg["text"], sample_step=int(msg["step"]))
+                    on_event(dict(pending or {"phase": "finetuning", "step": msg["step"], "steps": total}, **latest))
+                    pending = None
                 elif ev == "dataset":
                     on_event({"phase": "loading", "dataset_tokens": msg["tokens"]})
                 elif ev == "trained":
@@ -552,6 +626,7 @@ def _run_child(spec, log_path, lock_fd, run, total, start_step, losses, on_event
                         pending = None
                     outcome["step"] = msg["step"]
                     outcome["interrupted"] = bool(msg["interrupted"])
+                    outcome["early_stop"] = bool(msg.get("early_stop"))
                 elif ev == "done":
                     outcome["samples"] = msg.get("samples", [])
                     outcome["done"] = True

@@ -193,6 +193,11 @@ class Tasks:
             on_event=progress.training_event,
             should_cancel=lambda: contract.cancel_requested(self.huey, task_id),
             more_steps=request.more_steps, start_from=start_from,
+            validation_fraction=self.cfg.training.validation_fraction,
+            val_every=self.cfg.training.validation_every or request.save_every or self.cfg.training.save_every,
+            val_batch_count=self.cfg.training.validation_batches,
+            early_stop_patience=self.cfg.training.early_stop if request.early_stop is None else request.early_stop,
+            sample_every=self.cfg.training.sample_every if request.sample_every is None else request.sample_every,
         )
         return replace(contract.TrainResult.from_json(dict(result, dataset=None), strict=False), dataset=dataset)
 

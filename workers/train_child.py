@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -26,6 +27,7 @@ import traceback
 START_TOKEN = "<|startoftext|>"
 END_TOKEN = "<|endoftext|>"
 _STEP_LINE = re.compile(r"^\[(\d+) \| ([\d.]+)\] loss=([-\d.naif]+) avg=([-\d.naif]+)")
+_SAMPLE_HEADER = re.compile(r"^======== SAMPLE \d+ ========\n")
 _SAVE_LINE = re.compile(r"model-(\d+)$")
 
 _events = None
@@ -102,6 +104,45 @@ def short_error(e: BaseException) -> str:
     return "\n".join(lines)[:1500] or type(e).__name__
 
 
+class Validation:
+    """The loss on the held-out posts (``spec["val_dataset"]``), every ``val_every``
+    steps and after the first. gpt-2-simple 0.8.1's finetune has no validation of
+    its own: between two steps this runs the training graph's own loss tensor
+    (no new op, no training) over fixed 1,024-token windows of the held-out posts,
+    sampled once with gpt-2-simple's Sampler, as nshepperd's train.py does."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.every = int(spec.get("val_every") or 0) if spec.get("val_dataset") else 0
+        self.first = int(spec.get("start_step", 0)) + 1
+        self.batches = self.tensor = None
+
+    def wanted(self, step: int) -> bool:
+        return bool(self.every) and (step % self.every == 0 or step == self.first)
+
+    def loss(self, sess) -> float:
+        import numpy as np
+
+        if self.tensor is None:
+            # gpt-2-simple's loss: reduce_mean(sparse_softmax_cross_entropy_with_logits(...)), a reshape between.
+            frontier = [next(op for op in sess.graph.get_operations() if op.type == "SparseSoftmaxCrossEntropyWithLogits")]
+            while self.tensor is None and frontier:
+                frontier = [c for op in frontier for c in op.outputs[0].consumers()]
+                self.tensor = next((c.outputs[0] for c in frontier if c.type == "Mean"), None)
+            from gpt_2_simple.src import encoder as genc
+            from gpt_2_simple.src.load_dataset import Sampler, load_dataset
+
+            enc = genc.get_encoder(os.path.join(self.spec["checkpoint_dir"], self.spec["run_name"]))
+            sampler = Sampler(load_dataset(enc, self.spec["val_dataset"], 50000))
+            rows = int(self.spec.get("batch_size", 1))
+            kept = random.getstate()  # the same windows on every run; training's own draws untouched
+            random.seed(1)
+            self.batches = [[sampler.sample(1024) for _ in range(rows)]
+                            for _ in range(int(self.spec.get("val_batch_count") or 10))]
+            random.setstate(kept)
+        return float(np.mean([sess.run(self.tensor, feed_dict={sess.context: b}) for b in self.batches]))
+
+
 def main(argv: list[str] | None = None) -> int:
     global _events, _in_training_loop
     argv = sys.argv[1:] if argv is None else argv
@@ -117,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     _stop_with_parent(spec.get("parent_pid", 0))
 
     state = {"interrupted": False, "pending_save": None, "saved": spec.get("start_step", 0),
-             "avg": (0.0, 0.0), "training": False}
+             "avg": (0.0, 0.0), "training": False, "step": spec.get("start_step", 0),
+             "best_val": None, "worse": 0, "early_stop": False}
+    patience = int(spec.get("early_stop_patience") or 0)
     try:
         emit({"event": "phase", "phase": "loading", "pid": os.getpid()})
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -130,8 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             (gpt-2-simple prints it rounded to two decimals)."""
 
             last_loss = None
+            context = None  # the training graph's input placeholder, seen in the first feed
 
             def run(self, fetches, *args, **kwargs):
+                feed = kwargs.get("feed_dict") or (args[0] if args else None)
+                if feed and self.context is None:  # [batch, tokens] of int32: the model's input
+                    self.context = next((k for k in feed if getattr(k, "dtype", None) == tf.int32
+                                         and getattr(k, "shape", None) is not None and k.shape.rank == 2), None)
                 out = super().run(fetches, *args, **kwargs)
                 if (isinstance(fetches, tuple) and isinstance(out, tuple) and len(out) in (2, 3)
                         and isinstance(out[-1], bytes)):  # (.., loss, summary)
@@ -142,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 return out
 
         def hook(*args, **kwargs):
+            global _stop_requested
             builtins.print(*args, **kwargs)
             if not args:
                 return
@@ -157,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                 m = _SAVE_LINE.search(str(args[1]))
                 if m:
                     state["pending_save"] = int(m.group(1))
+            elif isinstance(first, str) and _SAMPLE_HEADER.match(first):
+                # gpt-2-simple's sample_every: the text after its header, up to the first end.
+                emit({"event": "sample", "step": state["step"], "text": clean_sample(_SAMPLE_HEADER.sub("", first))})
             elif first == "interrupted":
                 # gpt-2-simple is about to save: a second SIGINT must not break that
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -164,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             elif isinstance(first, str):
                 m = _STEP_LINE.match(first)
                 if m:
+                    state["step"] = int(m.group(1))
                     if state["pending_save"] is not None:  # the save before this step completed
                         state["saved"] = state["pending_save"]
                         state["pending_save"] = None
@@ -178,9 +231,25 @@ def main(argv: list[str] | None = None) -> int:
                         f.write(json.dumps([int(m.group(1)), round(float(loss), 5), round(float(avg), 5)]) + "\n")
                     emit({"event": "step", "step": int(m.group(1)), "time": float(m.group(2)),
                           "loss": loss, "avg": avg, "saved_step": state["saved"]})
+                    step = int(m.group(1))
+                    if validation.wanted(step):
+                        val = validation.loss(sess)
+                        builtins.print(f"[{step}] validation loss={val:.4f}", file=sys.stderr)
+                        with open(os.path.join(spec["checkpoint_dir"], spec["run_name"], "val_losses.jsonl"), "a",
+                                  encoding="utf-8") as f:
+                            f.write(json.dumps([step, round(val, 5)]) + "\n")
+                        if state["best_val"] is None or val < state["best_val"]:
+                            state["best_val"], state["worse"] = val, 0
+                        else:
+                            state["worse"] += 1
+                        emit({"event": "validation", "step": step, "val_loss": val, "best": state["best_val"]})
+                        if patience and state["worse"] >= patience:  # it stopped improving: stop as a cancel does
+                            state["early_stop"] = True
+                            _stop_requested = True
                     if _stop_requested:  # between two steps, outside TensorFlow: gpt-2-simple saves and stops
                         raise KeyboardInterrupt
 
+        validation = Validation(spec)
         gpt_2.print = hook  # the module's prints resolve here before builtins
 
         config = tf.compat.v1.ConfigProto()
@@ -202,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
                 restore_from=spec["restore_from"],
                 run_name=spec["run_name"],
                 checkpoint_dir=spec["checkpoint_dir"],
-                sample_every=10**9,  # its samples go to ./samples; we sample at the end
+                # Its samples also go to ./samples (the run folder, our cwd).
+                sample_every=spec.get("sample_every") or 10**9,
+                sample_length=int(spec.get("sample_length", 60)),
                 save_every=spec["save_every"],
                 print_every=spec.get("print_every", 1),
                 max_checkpoints=1,
@@ -217,11 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         # From here on a cancel changes nothing: the checkpoint is saved.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         state["training"] = True
-        emit({"event": "trained", "step": state["saved"], "interrupted": state["interrupted"]})
+        emit({"event": "trained", "step": state["saved"], "interrupted": state["interrupted"],
+              "early_stop": state["early_stop"]})
 
         samples: list[str] = []
         n = int(spec.get("sample_count", 0))
-        if n > 0 and not state["interrupted"]:
+        if n > 0 and (not state["interrupted"] or state["early_stop"]):
             emit({"event": "phase", "phase": "sampling"})
             t0 = time.time()
             sess = gpt_2.reset_session(sess)  # load_gpt2 into the finetune graph fails

@@ -312,6 +312,11 @@ class PersonaService:
         check_settings(settings)
         return await self.store.update_persona(persona["key"], settings=settings)
 
+    @staticmethod
+    def platforms(persona: dict) -> list[str]:
+        """Whose length limits its posts must fit: its targets' (the outbox alone means X's)."""
+        return [t["platform"] for t in persona["targets"] if t["platform"] != "outbox"] or ["x"]
+
     def generation_options(self, persona: dict, **asked) -> dict:
         """What a /generate samples with: what was asked, else the persona's defaults, else the config's."""
         gen, own = self.cfg.generation, persona.get("settings") or {}

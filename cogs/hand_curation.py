@@ -33,7 +33,7 @@ async def check_then(interaction: discord.Interaction, persona: dict, action: st
     await svc.personas.ready_to_generate(persona)  # the copy checks need the dataset a training made
     await defer_public(interaction)
     cfg = interaction.client.cfg.generation
-    platforms = [t["platform"] for t in persona["targets"] if t["platform"] != "outbox"] or ["x"]
+    platforms = svc.personas.platforms(persona)
     mentions = (persona.get("settings") or {}).get("mentions", cfg.mentions)
     job = await svc.jobs.check(persona, action=action, texts=texts, platforms=platforms, blocklist=list(cfg.blocklist),
                                mentions=mentions, candidate_id=candidate_id, approve=approve,

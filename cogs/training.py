@@ -121,7 +121,7 @@ class Training(commands.Cog):
                                     f"or use `to_file: True` for up to {MAX_TO_FILE} in a text file")
         # Acknowledge first: queueing may wait on a busy queue, the 3-second window does not.
         await defer_public(interaction)
-        platforms = [t["platform"] for t in record["targets"] if t["platform"] != "outbox"] or ["x"]
+        platforms = svc.personas.platforms(record)
         job = await svc.jobs.generate(record, count=count, platforms=platforms,
                                       blocklist=list(self.bot.cfg.generation.blocklist), to_file=to_file,
                                       requested_by=interaction.user.id, channel_id=interaction.channel_id, **options)

@@ -416,26 +416,42 @@ def test_download_succeeds_and_unknown_name_refused(tmp_path: Path, http_server)
         download_model(tmp_path / "models", "gpt-9", base_url=base)
 
 
-def test_continue_training_goes_on_from_the_working_checkpoint(worker_dir: Path):
+CONTINUE_SCRIPT = WORKER_SCRIPT.replace("steps=2000", "steps=1, more_steps=2000").replace('"first"', '"more1"')
+
+
+def test_continue_training_goes_on_from_the_working_checkpoint(worker_dir: Path, tmp_path: Path):
     first = train(worker_dir, Recorder(), steps=10, save_every=5)
     assert first["state"] == "done"
     working = worker_dir / "checkpoint" / "dril"
 
-    # A continuation that stops half way (a cancel here; a crash leaves the same run
-    # directory) leaves the previous working checkpoint in use.
-    rec = Recorder(cancel_at_step=13)
-    stopped = train(worker_dir, rec, more_steps=2000, save_every=1000, job_id="more1")
-    assert stopped["state"] == "cancelled" and rec.steps()[0]["step"] == 11  # the counter goes on
+    # A worker SIGKILLed during a continuation leaves the previous working checkpoint in use.
+    events_file = tmp_path / "events.jsonl"
+    events_file.touch()
+    proc = subprocess.Popen([sys.executable, "-c", CONTINUE_SCRIPT, str(worker_dir), str(events_file)],
+                            cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, saved, steps = time.time() + 90, 0, []
+        while saved < 20:
+            assert time.time() < deadline and proc.poll() is None, "no checkpoint at step 20 within 90 s"
+            events = [json.loads(line) for line in events_file.read_text().splitlines()]
+            saved = max([e.get("saved_step") or 0 for e in events] + [0])
+            steps = [e["step"] for e in events if e.get("loss") is not None]
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert steps[0] == 11  # the step counter went on from the working checkpoint's
     assert (working / "counter").read_text().strip() == "10" and working_checkpoint(worker_dir, "dril") == working
+    assert 'model_checkpoint_path: "model-10"' in (working / "checkpoint").read_text()
 
     # The next continuation resumes that run; the step counter and the loss history go on.
     rec = Recorder()
-    done = train(worker_dir, rec, more_steps=10, save_every=5, job_id="more2", steps=999, model="124M")
-    assert done["state"] == "done" and done["steps"] == 20 and done["steps_done"] == 20
-    assert [s for s, _, _ in done["losses"]][:10] == list(range(1, 11))
-    assert [s for s, _, _ in done["losses"]][-1] == 20
-    assert (working / "counter").read_text().strip() == "20" and (working / "model-20.index").is_file()
-    assert json.loads((working / "run.json").read_text())["jobs"][0] == "job1"
+    done = train(worker_dir, rec, more_steps=30, save_every=5, job_id="more2", steps=999, model="124M")
+    assert done["state"] == "done" and done["steps"] == 40 and done["steps_done"] == 40
+    assert done["resumed_from"] >= 20 and rec.steps()[0]["step"] == done["resumed_from"] + 1
+    assert [s for s, _, _ in done["losses"]] == list(range(1, 41))
+    assert (working / "counter").read_text().strip() == "40" and (working / "model-40.index").is_file()
+    assert json.loads((working / "run.json").read_text())["jobs"] == ["job1", "more1", "more2"]
 
 
 def test_a_run_can_start_from_another_personas_checkpoint(worker_dir: Path):

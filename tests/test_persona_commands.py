@@ -223,6 +223,12 @@ async def test_persona_defaults_are_shown_validated_and_reset(world, bot):
     assert "Updated **dril**'s defaults" in ix.response["content"]
     assert "prompt my cat" in fields["Defaults"] and "top_k 40" in fields["Defaults"] and "seed 7" in fields["Defaults"]
     assert fields["Mentions"] == "candidates with @mentions are dropped"
+    # What a /generate then samples with: what it asks, else these defaults, else the config's.
+    dril = await bot.services.personas.get(world.guild.id, "dril")
+    options = bot.services.personas.generation_options(dril, top_k=5)
+    assert options == {"prompt": "my cat", "top_k": 5, "seed": 7, "mentions": "drop",
+                       "temperature": bot.cfg.generation.temperature, "top_p": bot.cfg.generation.top_p,
+                       "length": bot.cfg.generation.length}
     ix = await run(world, world.alice, "persona", "defaults", name="dril", exclude="giveaway(")
     assert ix.ephemeral and "exclude `giveaway(` is not a regular expression" in ix.response["content"]
     ix = await run(world, world.alice, "persona", "defaults", name="dril", prompt="<|endoftext|>")

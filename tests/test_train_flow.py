@@ -64,6 +64,17 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
     assert (await bot.services.store.get_job(2))["result"]["losses"][0][0] == 1  # the chart starts at step 1
     assert len((await bot.services.store.get_job(2))["result"]["losses"]) == 35
 
+    # A new persona can begin from jokes' model instead of the base model.
+    ix = await world.standin.invoke(world.alice, "train", channel=world.general,
+                                    options={"persona": "jokes2", "steps": 3, "start_from": "jokes",
+                                             "file": ("jokes.csv", CORPUS, "text/csv")})
+    await ix.wait_for_response(timeout=5)
+    seeded = await world.standin.wait_for(
+        lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+        timeout=120, what="the run that starts from jokes' model")
+    assert "done: 3 steps" in seeded["content"] and "🌱 starts from the model of **jokes**" in seeded["content"], \
+        seeded["content"]
+
     # The trained model generates: from a prompt, and with a seed the same candidates again.
     asked = {"persona": "jokes", "count": 3, "prompt": "Why did the", "seed": 11, "top_k": 40}
     ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options=asked)

@@ -7,7 +7,6 @@ training then resumes from its last checkpoint.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal

@@ -8,7 +8,6 @@ job runs, a marker in <worker_dir>/runs/ lets a restarted worker queue it again
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import tempfile
 import threading

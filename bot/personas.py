@@ -51,7 +51,7 @@ def check_settings(settings: Mapping[str, object]) -> None:
             ok = isinstance(value, str) and len(value) <= 200 and "<|" not in value
         elif key in ("top_k", "seed", "length"):
             lo, hi = {"top_k": (0, 1000), "seed": (0, 2**62), "length": (8, 1023)}[key]
-            ok = value is None if key == "seed" and value is None else (
+            ok = (key == "seed" and value is None) or (  # no seed: one is drawn per request
                 isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi)
         elif key in ("temperature", "top_p"):
             ok = isinstance(value, (int, float)) and 0 < value <= (5 if key == "temperature" else 1)

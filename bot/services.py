@@ -14,44 +14,55 @@ from bot.personas import PersonaService
 from bot.posting import PostingService
 from bot.scheduler import PostingScheduler
 from bot.store import Store
-from core import __version__, contract
+from core import __version__, contract, fleet
 from core.clock import iso, utcnow
 from core.config import Config
 
-HEARTBEAT_FRESH_S = 20  # the worker beats every 5 s
+HEARTBEAT_FRESH_S = 20  # workers beat every 5 s
 
 
 _queue_reads: dict[int, asyncio.Future] = {}
 
 
-async def _queue_state(queue) -> tuple[dict | None, int]:
-    """(the worker's last heartbeat, jobs waiting). Callers that ask while a
-    read is under way share it: forty members typing /status at once cost one
-    trip to a thread, and no answer is older than the question."""
+async def _queue_state(queue) -> tuple[list[dict], int]:
+    """(the registry's workers, jobs waiting). Callers that ask while a read is
+    under way share it: forty members typing /status at once cost one trip to a
+    thread, and no answer is older than the question."""
     key = id(queue)
     read = _queue_reads.get(key)
     if read is None:
-        read = asyncio.ensure_future(asyncio.to_thread(lambda: (contract.last_heartbeat(queue), len(queue))))
+        read = asyncio.ensure_future(asyncio.to_thread(lambda: (fleet.workers(queue, HEARTBEAT_FRESH_S), len(queue))))
         _queue_reads[key] = read
         read.add_done_callback(lambda _: _queue_reads.pop(key, None))
     return await asyncio.shield(read)
 
 
-async def status(store: Store, queue, started_at: float) -> dict:
-    """Bot version, uptime, database and worker state as far as the bot knows."""
+def _running_shown(running: list[dict], guild_id: int | None) -> list[str]:
+    """A worker's jobs as one guild may see them: its own by name, the rest only counted."""
+    own = f"g{guild_id}-" if guild_id is not None else None
+    shown, others = [], 0
+    for job in running:
+        if own and job.get("persona", "").startswith(own):
+            shown.append(f"{job.get('kind', 'job')} {contract.persona_label(job['persona'])}")
+        else:
+            others += 1
+    if others:
+        shown.append(f"{others} job(s) of another server" if own else f"{others} job(s)")
+    return shown
+
+
+async def status(store: Store, queue, started_at: float, guild_id: int | None = None) -> dict:
+    """Bot version, uptime, database, and every worker the queue has heard from."""
     db_ok, schema = await store.health()
-    beat, waiting = await _queue_state(queue)
-    if beat is None:
-        worker = {"state": "not seen", "detail": "no worker has reported yet (start one with `parodybot worker`)"}
-    else:
-        age = time.time() - beat["at"]
-        state = "online" if age < HEARTBEAT_FRESH_S else "offline"
-        worker = {"state": state, "last_seen_s": round(age, 1), "busy": beat.get("busy", [])}
+    registry, waiting = await _queue_state(queue)
+    workers = [{"id": w.get("id", "?"), "device": w.get("device", "?"), "online": w["online"],
+                "stopped": bool(w.get("stopped")), "last_seen_s": w["age_s"],
+                "running": _running_shown(w.get("running") or [], guild_id)} for w in registry]
     return {
         "version": __version__,
         "uptime_s": round(time.time() - started_at, 1),
         "database": {"ok": db_ok, "schema_version": schema},
-        "worker": worker,
+        "workers": workers,
         "queue": {"waiting": waiting},
     }
 
@@ -104,7 +115,7 @@ class Services:
 
     async def status(self, guild_id: int | None = None) -> dict:
         """The bot's state, and (for a guild) its personas' publish targets that are held back."""
-        report = await status(self.store, self.queue, self.started_at)
+        report = await status(self.store, self.queue, self.started_at, guild_id)
         if guild_id is not None:
             now = iso(utcnow())
             report["held"] = [{"persona": p["name"], "target": target, "until": h["until"], "why": h["why"]}

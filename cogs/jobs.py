@@ -45,7 +45,11 @@ def render_job(job: dict) -> str:
         lines.append(f"➕ continues its model {params['more_steps']:,} steps more"
                      + (f", from step {p['resumed_from']:,}" if p.get("resumed_from") else ""))
     elif p.get("resumed_from") and state == "running":
-        lines.append(f"↩️ resumed from its checkpoint at step {p['resumed_from']:,} (the worker was restarted)")
+        lines.append(f"↩️ resumed from its checkpoint at step {p['resumed_from']:,} (its worker had stopped)")
+    if phase == "requeued" and state == "running":
+        lines.append(f"↩️ worker `{p.get('lost_worker', '?')}` stopped answering: queued again for the next free worker")
+    elif p.get("worker") and state == "running":
+        lines.append(f"🖥️ on worker `{p['worker']}`")
     if params.get("start_from"):
         lines.append(f"🌱 starts from the model of **{plain(params['start_from'])}**")
     if phase == "loading" and state == "running":

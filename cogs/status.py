@@ -5,7 +5,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.render import fit_embed
+from cogs.render import EMBED_LIMITS, fit_embed, fit_lines, plain
 
 
 
@@ -18,20 +18,32 @@ def _duration(seconds: float) -> str:
     return " ".join(parts)
 
 
+def _worker_line(w: dict) -> str:
+    if w["online"]:
+        state = "online"
+    else:
+        state = "stopped" if w["stopped"] else "offline"
+    line = f"`{w['id']}` · {plain(w['device'])} · {state} (last heartbeat {_duration(w['last_seen_s'])} ago)"
+    if w["running"]:
+        line += f" · running {', '.join(w['running'])}"
+    elif w["online"]:
+        line += " · idle"
+    return line
+
+
 def render_status(report: dict) -> discord.Embed:
     db = report["database"]
-    worker = report["worker"]
     embed = discord.Embed(title="parodybot status", colour=discord.Colour.green() if db["ok"] else discord.Colour.red())
     embed.add_field(name="Version", value=report["version"])
     embed.add_field(name="Uptime", value=_duration(report["uptime_s"]))
     embed.add_field(name="Database", value=f"ok (schema v{db['schema_version']})" if db["ok"] else "NOT OK: check the log")
-    if worker["state"] == "not seen":
-        wtext = "not seen yet: " + worker["detail"]
+    workers = report["workers"]
+    online = sum(w["online"] for w in workers)
+    if not workers:
+        wtext = "not seen yet: no worker has reported (start one with `parodybot worker`)"
     else:
-        wtext = f"{worker['state']} (last heartbeat {worker['last_seen_s']:.0f} s ago)"
-        if worker.get("busy"):
-            wtext += f", working on {', '.join(worker['busy'])}"
-    embed.add_field(name="Worker", value=wtext, inline=False)
+        wtext = fit_lines([_worker_line(w) for w in workers], EMBED_LIMITS["field_value"], more="… and {n} more workers")
+    embed.add_field(name=f"Workers ({online} online)" if workers else "Workers", value=wtext, inline=False)
     embed.add_field(name="Jobs waiting", value=str(report["queue"]["waiting"]))
     held = report.get("held") or []
     if held:
@@ -44,7 +56,7 @@ class Status(commands.Cog):
     def __init__(self, bot):
         self.bot = bot
 
-    @app_commands.command(name="status", description="Bot version, uptime, database and worker state")
+    @app_commands.command(name="status", description="Bot version, uptime, database and the workers")
     async def status(self, interaction: discord.Interaction) -> None:
         report = await self.bot.services.status(interaction.guild_id)
         await interaction.response.send_message(embed=render_status(report))

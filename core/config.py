@@ -62,6 +62,37 @@ class WorkerConfig(Section):
     concurrency: int = Field(default=1, ge=1, le=16)
     loaded_models: int = Field(default=2, ge=1, le=16)
     default_model: str = "tiny"
+    # How /status names this worker (default: host name and process id).
+    id: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$")
+    # A running job whose worker stops renewing its lease this long is queued again for any worker.
+    lease_seconds: float = Field(default=60, ge=2, le=3600)
+    # What /status says this worker runs on (default: the GPUs nvidia-smi lists, else CPU).
+    device: str = Field(default="", max_length=100)
+
+
+class ArtifactsConfig(Section):
+    # Where workers keep datasets and checkpoints for each other: empty = the worker's
+    # data directory (one machine); s3://BUCKET/PREFIX for workers on several machines.
+    url: str = ""
+    endpoint_url: str = ""  # an S3-compatible server (MinIO, R2, ...); empty = AWS
+    region: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _s3(cls, v: str) -> str:
+        if v and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", v):
+            raise ValueError("must be s3://BUCKET or s3://BUCKET/PREFIX (a lower-case bucket name), or empty")
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if v:
+            try:
+                check_http_url(v, "endpoint_url")
+            except BadInput as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
 
 class TrainingConfig(Section):
@@ -174,6 +205,7 @@ class Config(Section):
     discord: DiscordConfig = DiscordConfig()
     queue: QueueConfig = QueueConfig()
     worker: WorkerConfig = WorkerConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
     training: TrainingConfig = TrainingConfig()
     generation: GenerationConfig = GenerationConfig()
     curation: CurationConfig = CurationConfig()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,16 +176,17 @@ async def bot(bot_handle):
 class WorkerProcess:
     """A real `parodybot worker` process on the same data dir (embedded SQLite queue)."""
 
-    def __init__(self, data_dir: Path, config: Path | None = None, name: str = "worker"):
+    def __init__(self, data_dir: Path, config: Path | None = None, name: str = "worker", env: dict | None = None):
         self.data_dir = data_dir
         self.config = config
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{name}.log"
 
     def start(self) -> "WorkerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "bot", "worker"] + (["--config", str(self.config)] if self.config else [])
-        env = dict(os.environ, PARODYBOT_DATA_DIR=str(self.data_dir), TF_CPP_MIN_LOG_LEVEL="2")
+        env = dict(os.environ, PARODYBOT_DATA_DIR=str(self.data_dir), TF_CPP_MIN_LOG_LEVEL="2", **self.env)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -215,3 +219,81 @@ def worker(data_dir):
         yield proc
     finally:
         proc.stop()
+
+
+# --- real servers on loopback, for the network backends ----------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited at start ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{what} did not listen on port {port} within 30 s")
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real Redis server on loopback (`make test` installs redis-server)."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is missing: `make test` installs it (apt-get install redis-server)"
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_port(port, proc, "redis-server")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+@dataclass
+class S3Server:
+    endpoint_url: str
+    bucket: str
+    env: dict  # the credentials a worker reads from its environment
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+
+    def keys(self) -> list[str]:
+        return sorted(o["Key"] for o in self.client().list_objects_v2(Bucket=self.bucket).get("Contents", []))
+
+
+@pytest.fixture
+def s3_server(tmp_path, monkeypatch):
+    """A real S3-compatible HTTP server on loopback (moto's server, from the test extra)
+    with one bucket; this process's environment holds its credentials, as a worker's would."""
+    port = free_port()
+    log = open(tmp_path / "s3.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    env = {"AWS_ACCESS_KEY_ID": "parodybot-test", "AWS_SECRET_ACCESS_KEY": "parodybot-test-secret",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        _wait_for_port(port, proc, "the S3 server")
+        server = S3Server(f"http://127.0.0.1:{port}", "parodybot", env)
+        server.client().create_bucket(Bucket=server.bucket)
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()

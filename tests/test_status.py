@@ -1,6 +1,6 @@
 """/status through the real discord.py client and the local Discord stand-in."""
 
-from core import __version__, contract
+from core import __version__, contract, fleet
 
 
 async def test_member_runs_status_and_sees_the_answer(world, bot):
@@ -10,15 +10,25 @@ async def test_member_runs_status_and_sees_the_answer(world, bot):
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert fields["Version"] == __version__
     assert fields["Database"].startswith("ok")
-    assert fields["Worker"].startswith("not seen yet")
+    assert fields["Workers"].startswith("not seen yet")
     assert not ix.ephemeral
 
 
-async def test_status_shows_a_worker_that_beats(world, bot):
-    # What a worker does every few seconds, through the same queue.
-    contract.beat(bot.services.queue, {"busy": ["train dril"]})
+async def test_status_lists_every_worker_and_only_this_servers_jobs_by_name(world, bot):
+    # What two workers do every few seconds, through the same queue: one runs a job of
+    # this server and one of another server; a third has stopped.
+    queue = bot.services.queue
+    gpu, cpu, gone = (fleet.register(queue) for _ in range(3))
+    fleet.beat(queue, gpu, {"id": "gpu-box-1", "device": "GPU: NVIDIA H100",
+                            "running": [{"job": "a", "kind": "train", "persona": contract.persona_key(world.guild.id, "dril")}]})
+    fleet.beat(queue, cpu, {"id": "cpu-box", "device": "CPU",
+                            "running": [{"job": "b", "kind": "generate", "persona": contract.persona_key(1234, "secret_one")}]})
+    fleet.sign_off(queue, gone, {"id": "old-box", "device": "CPU"})
     ix = await world.standin.invoke(world.erin, "status", channel=world.general)
     await ix.wait_for_response(timeout=5)
     fields = {f["name"]: f["value"] for f in ix.response["embeds"][0]["fields"]}
-    assert fields["Worker"].startswith("online")
-    assert "train dril" in fields["Worker"]
+    lines = fields["Workers (2 online)"].splitlines()
+    assert lines[0].startswith("`cpu-box` · CPU · online") and lines[0].endswith("running 1 job(s) of another server")
+    assert lines[1].startswith("`gpu-box-1` · GPU: NVIDIA H100 · online") and lines[1].endswith("running train dril")
+    assert lines[2].startswith("`old-box` · CPU · stopped")
+    assert "secret_one" not in str(ix.response)

@@ -370,7 +370,8 @@ def run_training(
         saved = _saved_step(run) if run.exists() else 0
         resumed_from = None
         if run.exists():
-            if resume and saved > 0 and prior.get("model_path") == str(model_path):
+            # The same base model (by name: a run fetched from another worker has its paths)
+            if resume and saved > 0 and Path(prior.get("model_path", "")).name == model_path.name:
                 resumed_from = saved
             else:
                 shutil.rmtree(run)

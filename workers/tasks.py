@@ -2,8 +2,11 @@
 
 Each handler gets a JSON payload and the queue's task id, reports progress
 through the queue (contract.put_progress) and returns a JSON result. While a
-job runs, a marker in <worker_dir>/runs/ lets a restarted worker queue it again
-(workers/run_markers.py: only when the worker that ran it is gone).
+job runs, this worker holds its lease (core/fleet.py), and a marker in
+<worker_dir>/runs/ lets a worker restarted on this folder queue it again at
+once (workers/run_markers.py: only when the process that ran it is gone).
+Datasets and checkpoints come from and go to the artifact store
+(workers/artifacts.py), so any worker can take any job.
 """
 from __future__ import annotations
 
@@ -15,10 +18,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from core import contract
+from core import contract, fleet
 from core.config import Config
 from core.logs import redact
 from workers import run_markers
+from workers.artifacts import Publisher, open_artifacts
 
 log = logging.getLogger("parodybot.worker")
 
@@ -28,9 +32,10 @@ PROGRESS_MIN_INTERVAL_S = 0.5
 class Progress:
     """The job's progress record, written through the queue at most twice a second."""
 
-    def __init__(self, huey, task_id: str, kind: str, persona: str):
+    def __init__(self, huey, task_id: str, kind: str, persona: str, worker: str):
         self.huey, self.task_id = huey, task_id
-        self.record: dict = {"state": contract.RUNNING, "kind": kind, "persona": persona, "phase": "starting"}
+        self.record: dict = {"state": contract.RUNNING, "kind": kind, "persona": persona, "phase": "starting",
+                             "worker": worker}
         self.last_put = 0.0
 
     def update(self, force: bool = False, **fields) -> None:
@@ -48,11 +53,15 @@ class Progress:
 
 
 class Tasks:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, worker_id: str = "worker"):
         self.cfg = cfg
+        self.worker_id = worker_id
         self.worker_dir = cfg.worker_dir
+        self.artifacts = open_artifacts(cfg)
         self.huey = None  # set once the queue is open
-        self._busy: dict[str, str] = {}
+        self._busy: dict[str, tuple[str, str]] = {}
+        self._leases: dict[str, fleet.Lease] = {}
+        self._lost: set[str] = set()  # jobs whose lease another worker took over: stop them here
         self._lock = threading.Lock()
         self._generation = None
 
@@ -64,9 +73,23 @@ class Tasks:
             contract.CHECK: self._wrap(contract.CHECK, self.check_texts),
         }
 
-    def busy(self) -> list[str]:
+    def running(self) -> list[dict]:
         with self._lock:
-            return [f"{kind} {contract.persona_label(persona)}" for kind, persona in self._busy.values()]
+            return [{"job": job, "kind": kind, "persona": persona} for job, (kind, persona) in self._busy.items()]
+
+    def renew_leases(self) -> None:
+        with self._lock:
+            leases = list(self._leases.values())
+        for lease in leases:
+            if not fleet.renew(self.huey, lease):
+                log.warning("job %s was taken over by another worker (this one was too slow to renew its lease); "
+                            "stopping it here", lease.job)
+                with self._lock:
+                    self._lost.add(lease.job)
+
+    def lost(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._lost
 
     def _wrap(self, kind: str, fn):
         def run(payload: dict, task_id: str) -> dict:
@@ -82,18 +105,33 @@ class Tasks:
                 return {"state": before["state"], "skipped": True}
             marker = self.worker_dir / "runs" / f"{task_id}.json"
             try:
-                with run_markers.held(marker, {"id": task_id, "task": kind, "payload": payload}):
+                lease = fleet.take(self.huey, task_id, self.worker_id, kind, payload, self.cfg.worker.lease_seconds)
+            except fleet.RunningElsewhere as exc:
+                log.warning("%s job %s is running on worker %s; not running it twice", kind, task_id, exc)
+                return {"state": contract.RUNNING, "skipped": True}
+            with self._lock:
+                self._leases[task_id] = lease
+            try:
+                with run_markers.held(marker, {"id": task_id, "task": kind, "payload": payload,
+                                               "worker": self.worker_id}):
                     return self._run(kind, fn, request, persona, task_id)
             except run_markers.RunningElsewhere:
                 log.warning("%s job %s is running in another live worker; not running it twice", kind, task_id)
                 return {"state": contract.RUNNING, "skipped": True}
+            finally:
+                with self._lock:
+                    self._leases.pop(task_id, None)
+                    lost = task_id in self._lost
+                    self._lost.discard(task_id)
+                if not lost:
+                    fleet.release(self.huey, lease)
 
         return run
 
     def _run(self, kind: str, fn, request, persona: str, task_id: str) -> dict:
         with self._lock:
             self._busy[task_id] = (kind, persona)
-        progress = Progress(self.huey, task_id, kind, persona)
+        progress = Progress(self.huey, task_id, kind, persona, self.worker_id)
         progress.update(force=True, resumed=request.resumed)
         try:
             result = fn(request, task_id, progress).to_json()
@@ -109,6 +147,8 @@ class Tasks:
         finally:
             with self._lock:
                 self._busy.pop(task_id, None)
+        if self.lost(task_id):  # its new worker reports from here on
+            return {"state": contract.RUNNING, "skipped": True}
         progress.update(force=True, state=result["state"], phase=result["state"], result=result)
         return result
 
@@ -119,6 +159,7 @@ class Tasks:
         from workers.filters import END, Blocklist, filter_candidates
 
         progress.update(force=True, phase="checking")
+        self.artifacts.fetch("datasets", request.persona)
         data = self.generation()._dataset(request.persona)
         if data is None:
             raise contract.BadInput(f"{contract.persona_label(request.persona)} has no dataset on this worker to "
@@ -151,6 +192,7 @@ class Tasks:
             file_path.write_bytes(base64.b64decode(request.file_b64))
         try:
             progress.update(force=True, phase="fetching", fetched=0)
+            self.artifacts.fetch("datasets", request.persona)  # new posts merge into what any worker imported
             summary = import_dataset(
                 self.worker_dir, request.persona, request.source,
                 file=file_path, handle=request.handle, base_url=request.base_url,
@@ -160,6 +202,7 @@ class Tasks:
         finally:
             if tmp:
                 tmp.cleanup()
+        self.artifacts.publish("datasets", request.persona)
         progress.update(force=True, phase="cleaned", kept=summary["kept"], dropped=summary["dropped"],
                         added=summary["added"], sources=summary["sources"])
         return contract.DatasetSummary.from_json(summary, strict=False)
@@ -175,13 +218,28 @@ class Tasks:
         dataset = None
         if request.source and not request.resumed:
             dataset = self._import(request.import_request(), progress)
+        else:
+            self.artifacts.fetch("datasets", request.persona)
         progress.update(force=True, phase="loading")
+        self.artifacts.fetch("checkpoint", request.persona)
+        self.artifacts.fetch("runs", request.persona)  # a run another worker saved: resume it
         start_from = None
         if request.start_from:
+            self.artifacts.fetch("checkpoint", request.start_from)
             start_from = self.worker_dir / "checkpoint" / contract.check_persona_key(request.start_from)
             if not (start_from / "checkpoint").is_file():
                 raise contract.BadInput(f"{contract.persona_label(request.start_from)} has no trained model on this "
                                         "worker to start from")
+        # Each save goes to the artifact store, so another worker can resume the run from it.
+        publisher = Publisher(self.artifacts, "runs", request.persona, allowed=lambda: not self.lost(task_id))
+        saved = [0]
+
+        def on_event(event: dict) -> None:
+            if event.get("saved_step", 0) > saved[0]:
+                saved[0] = event["saved_step"]
+                publisher.request()
+            progress.training_event(event)
+
         result = run_training(
             self.worker_dir, request.persona,
             steps=request.steps or self.cfg.training.steps,
@@ -189,8 +247,8 @@ class Tasks:
             learning_rate=request.learning_rate or self.cfg.training.learning_rate,
             save_every=request.save_every or self.cfg.training.save_every,
             job_id=task_id,
-            on_event=progress.training_event,
-            should_cancel=lambda: contract.cancel_requested(self.huey, task_id),
+            on_event=on_event,
+            should_cancel=lambda: self.lost(task_id) or contract.cancel_requested(self.huey, task_id),
             more_steps=request.more_steps, start_from=start_from,
             validation_fraction=self.cfg.training.validation_fraction,
             val_every=self.cfg.training.validation_every or request.save_every or self.cfg.training.save_every,
@@ -198,6 +256,11 @@ class Tasks:
             early_stop_patience=self.cfg.training.early_stop if request.early_stop is None else request.early_stop,
             sample_every=self.cfg.training.sample_every if request.sample_every is None else request.sample_every,
         )
+        publisher.request()  # the last save (a cancelled run resumes from it anywhere)
+        publisher.finish()
+        if result["state"] == contract.DONE and not self.lost(task_id):
+            self.artifacts.publish("checkpoint", request.persona)
+            self.artifacts.remove("runs", request.persona)
         return replace(contract.TrainResult.from_json(dict(result, dataset=None), strict=False), dataset=dataset)
 
     # --- generate ----------------------------------------------------------
@@ -211,6 +274,8 @@ class Tasks:
 
     def generate(self, request: contract.GenerateRequest, task_id: str, progress: Progress) -> contract.GenerateResult:
         progress.update(force=True, phase="generating")
+        self.artifacts.fetch("datasets", request.persona)
+        self.artifacts.fetch("checkpoint", request.persona)
         gen = self.cfg.generation
         result = self.generation().generate(
             request.persona,

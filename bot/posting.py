@@ -210,8 +210,13 @@ class PostingService:
         except Exception:
             return ZoneInfo("UTC")
 
-    async def queue(self, key: str) -> list[dict]:
-        return await self.store.approved_queue(key)
+    async def queue(self, key: str, limit: int | None = None) -> list[dict]:
+        return await self.store.approved_queue(key, limit)
+
+    async def queue_page(self, key: str, limit: int) -> tuple[list[dict], int]:
+        """The first ``limit`` of the approved queue, and how many it holds in all."""
+        rows = await self.store.approved_queue(key, limit)
+        return rows, (len(rows) if len(rows) < limit else await self.store.approved_count(key))
 
     async def posted_count(self, key: str, since: dt.datetime) -> int:
         return await self.store.posted_count(key, iso(since))

@@ -20,6 +20,7 @@ from core.contract import persona_key
 
 #: The one definition of the posting order: "move to top" first, then the
 #: highest net score, then the oldest.
+# Kept in step with the index candidates_posting_order (migration 0011).
 POSTING_ORDER = "queue_rank IS NULL, queue_rank, score DESC, id"
 
 CANDIDATE_STATES = ("voting", "approved", "rejected", "expired", "posting", "posted", "failed")
@@ -195,6 +196,13 @@ class Store:
         async with self.transaction() as db:
             await db.execute("DELETE FROM candidates WHERE persona = ? AND state NOT IN ('posting', 'posted')", (key,))
             await db.execute("DELETE FROM personas WHERE key = ?", (key,))
+            # A cascade deletes votes after their candidate, where the count trigger no longer
+            # finds the persona: count what is left afresh (a new persona may get this key).
+            await db.execute("DELETE FROM persona_voters WHERE persona = ?", (key,))
+            await db.execute(
+                "INSERT INTO persona_voters(persona, member_id, votes) SELECT c.persona, v.member_id, COUNT(*)"
+                " FROM votes v JOIN candidates c ON c.id = v.candidate_id WHERE c.persona = ? AND v.value != 0"
+                " GROUP BY c.persona, v.member_id", (key,))
 
     async def hold_target(self, key: str, target: str, until: str, why: str) -> None:
         """No run posts to ``target`` before ``until`` (UTC ISO)."""
@@ -439,23 +447,30 @@ class Store:
         marks = ", ".join("?" * len(personas)) or "NULL"
         by_state = {s: 0 for s in CANDIDATE_STATES}
         for state, n in await self.fetchall(
-                f"SELECT state, COUNT(*) FROM candidates WHERE persona IN ({marks}) GROUP BY state", personas):
+                f"SELECT state, SUM(n) FROM candidate_counts WHERE persona IN ({marks}) GROUP BY state", personas):
             by_state[state] = n
-        votes = await self.fetchone(
-            "SELECT COUNT(*), COUNT(DISTINCT member_id) FROM votes WHERE candidate_id IN "
-            f"(SELECT id FROM candidates WHERE persona IN ({marks}))", personas)
-        top = await self.fetchall(
-            f"SELECT id, persona, score, text FROM candidates WHERE persona IN ({marks}) ORDER BY score DESC, id LIMIT 3",
-            personas)
-        return {"candidates": by_state, "votes": votes[0], "voters": votes[1], "top": [dict(r) for r in top]}
+        votes = await self.fetchone(  # kept by triggers (migration 0011): no read of every vote
+            "SELECT COALESCE(SUM(votes), 0), COUNT(DISTINCT member_id) FROM persona_voters"
+            f" WHERE persona IN ({marks}) AND votes > 0", personas)
+        top = []
+        for persona in personas:  # each persona's best three from its index, then the best three of those
+            top += await self.fetchall("SELECT id, persona, score, text FROM candidates WHERE persona = ?"
+                                       " ORDER BY score DESC, id LIMIT 3", (persona,))
+        top = sorted((dict(r) for r in top), key=lambda r: (-r["score"], r["id"]))[:3]
+        return {"candidates": by_state, "votes": votes[0], "voters": votes[1], "top": top}
 
     # --- the posting queue ---------------------------------------------------
 
-    async def approved_queue(self, persona: str) -> list[dict]:
-        """The persona's approved candidates in posting order."""
+    async def approved_queue(self, persona: str, limit: int | None = None) -> list[dict]:
+        """The persona's approved candidates in posting order (the first ``limit``)."""
         rows = await self.fetchall(
-            f"SELECT * FROM candidates WHERE persona = ? AND state = 'approved' ORDER BY {POSTING_ORDER}", (persona,))
+            f"SELECT * FROM candidates WHERE persona = ? AND state = 'approved' ORDER BY {POSTING_ORDER}"
+            " LIMIT ?", (persona, -1 if limit is None else limit))
         return [_candidate(r) for r in rows]
+
+    async def approved_count(self, persona: str) -> int:
+        row = await self.fetchone("SELECT COUNT(*) FROM candidates WHERE persona = ? AND state = 'approved'", (persona,))
+        return int(row[0])
 
     async def queue_position(self, candidate_id: int, persona: str) -> int | None:
         """1-based place of an approved candidate in its persona's posting order."""

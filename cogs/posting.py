@@ -61,6 +61,19 @@ async def failed_autocomplete(interaction: discord.Interaction, current: str):
     return await _candidates_choices(interaction, current, ("failed", "posting"))
 
 
+# More lines than fit in one reply (each is at least a dozen characters): the rest are counted, not read.
+QUEUE_SHOWN = 200
+
+
+def render_queue(persona: str, queue: list[dict], total: int) -> str:
+    """/queue show's reply: the first of the ``total`` approved candidates in posting order, as many as fit."""
+    lines = [f"**{persona}**: {total} approved, next first"]
+    for i, cand in enumerate(queue, 1):
+        top = " ⬆️" if cand["queue_rank"] is not None else ""
+        lines.append(f"{i}. #{cand['id']} ({cand['score']:+d}){top} {plain(_short(cand['text']))}")
+    return fit_lines(lines, more="… and {n} more: `/queue remove` or posting makes room", unread=total - len(queue))
+
+
 class Posting(commands.Cog):
     queue_group = app_commands.Group(name="queue", description="The approved candidates waiting to be posted")
     schedule_group = app_commands.Group(name="schedule", description="When a persona posts")
@@ -131,17 +144,12 @@ class Posting(commands.Cog):
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def queue_show(self, interaction: discord.Interaction, persona: str) -> None:
         record = await guild_persona(interaction, persona)
-        queue = await self.posting.queue(record["key"])
+        queue, total = await self.posting.queue_page(record["key"], QUEUE_SHOWN)
         if not queue:
             await interaction.response.send_message(
                 f"The queue of **{persona}** is empty: approve candidates by voting (or `/generate` more).", ephemeral=True)
             return
-        lines = [f"**{persona}**: {len(queue)} approved, next first"]
-        for i, cand in enumerate(queue, 1):
-            top = " ⬆️" if cand["queue_rank"] is not None else ""
-            lines.append(f"{i}. #{cand['id']} ({cand['score']:+d}){top} {plain(_short(cand['text']))}")
-        await interaction.response.send_message(
-            fit_lines(lines, more="… and {n} more: `/queue remove` or posting makes room"), ephemeral=True)
+        await interaction.response.send_message(render_queue(persona, queue, total), ephemeral=True)
 
     @queue_group.command(name="remove", description="Take a candidate out of the queue (it will not be posted)")
     @app_commands.autocomplete(persona=persona_autocomplete, candidate=queued_autocomplete)

@@ -38,19 +38,23 @@ def fit(text: str, limit: int = CONTENT_LIMIT, *, note: str = "… (cut to fit D
     return text[: max(0, limit - len(note))].rstrip() + note
 
 
-def fit_lines(lines: list[str], limit: int = CONTENT_LIMIT, *, more: str = "… and {n} more") -> str:
-    """Lines joined while they fit; the rest counted in a last line ("… and 180 more")."""
+def fit_lines(lines: list[str], limit: int = CONTENT_LIMIT, *, more: str = "… and {n} more", unread: int = 0) -> str:
+    """Lines joined while they fit; the rest counted in a last line ("… and 180 more").
+    ``unread``: more lines that were never read (counted too)."""
     out: list[str] = []
     size = 0
     for i, line in enumerate(lines):
-        rest = len(lines) - i - 1
+        rest = len(lines) - i - 1 + unread
         tail = len(more.format(n=rest + 1)) + 1
         line = fit(line, limit - tail - 1)
         if size + len(line) + 1 + (tail if rest else 0) > limit:
-            out.append(more.format(n=len(lines) - i))
+            out.append(more.format(n=len(lines) - i + unread))
             break
         out.append(line)
         size += len(line) + 1
+    else:
+        if unread:
+            out.append(more.format(n=unread))
     return "\n".join(out)
 
 

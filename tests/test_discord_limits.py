@@ -66,24 +66,25 @@ async def test_echoed_input_is_quoted_and_pings_nobody(world, bot):
     assert world.standin.pings(ix.response["id"])["everyone"] is False
 
 
-async def test_queue_show_with_200_long_entries_stays_within_discords_limit(world, bot):
+async def test_queue_show_with_250_long_entries_stays_within_discords_limit(world, bot):
+    # More than /queue show reads (200): the rest are counted all the same.
     name = "a_persona_with_a_name_of_32_char"
     assert len(name) == 32
     dril = await bot.services.store.create_persona(world.guild.id, name)
-    for i in range(200):
+    for i in range(250):
         cid = await bot.services.store.add_candidate(dril["key"], None, f"entry {i} " + "very long words " * 30, {},
                                                     "2099-01-01T00:00:00.000000Z",
                                                     created_at="2026-01-01T00:00:00.000000Z")
-        await bot.services.store.update_candidate(cid, state="approved", score=200 - i)
+        await bot.services.store.update_candidate(cid, state="approved", score=250 - i)
     ix = await world.standin.invoke(world.alice, "queue", subcommand="show", channel=world.general,
                                     options={"persona": name})
     response = await ix.wait_for_response(timeout=5)  # not "the application did not respond"
     text = response["content"]
     assert len(text) <= 2000 and ix.errors == []
-    assert text.startswith(f"**{name}**: 200 approved, next first")
-    assert "1. #1 (+200)" in text
+    assert text.startswith(f"**{name}**: 250 approved, next first")
+    assert "1. #1 (+250)" in text
     shown = len(re.findall(r"^\d+\. #", text, re.M))
-    assert text.splitlines()[-1] == f"… and {200 - shown} more: `/queue remove` or posting makes room"
+    assert text.splitlines()[-1] == f"… and {250 - shown} more: `/queue remove` or posting makes room"
 
 
 def test_fit_helpers_keep_every_limit():

@@ -89,6 +89,12 @@ async def test_schema_4_upgrades_with_everything_kept(tmp_path, worker_folder):
         assert await store.member_reactions(1) == {7: {"👍"}, 8: {"👍"}, 9: {"👍"}}
         assert [p["remote_id"] for p in await store.posts_for(3)] == ["abc"]
         assert (await store.get_candidate(1, guild_id=GUILD))["score"] == 3
+        stats = await store.candidate_stats([dril["key"]])  # the counters start from the rows there were
+        votes = await store.fetchone("SELECT COUNT(*), COUNT(DISTINCT member_id) FROM votes WHERE candidate_id IN "
+                                     "(SELECT id FROM candidates WHERE persona = ?)", (dril["key"],))
+        assert (stats["votes"], stats["voters"]) == tuple(votes) and stats["votes"] > 0
+        assert sum(stats["candidates"].values()) == (await store.fetchone(
+            "SELECT COUNT(*) FROM candidates WHERE persona = ?", (dril["key"],)))[0]
         assert await store.get_candidate(1, guild_id=GUILD + 1) is None
         job = await store.get_job(1, guild_id=GUILD)
         assert job["state"] == "done" and job["params"] == {"steps": 5}  # the job now knows its guild

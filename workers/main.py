@@ -136,7 +136,7 @@ def run_worker(cfg: Config) -> None:
 
     threading.Thread(target=heartbeat, name="heartbeat", daemon=True).start()
     consumer = huey.create_consumer(workers=cfg.worker.concurrency, worker_type="thread", periodic=False)
-    log.info("worker %s ready (%s): queue %s, data %s, artifacts %s", tasks.worker_id, me["device"],
+    log.info("worker ready: %s on %s, queue %s, data %s, artifacts %s", tasks.worker_id, me["device"],
              _safe_url(cfg.queue_url), cfg.worker_dir, tasks.artifacts.describe())
     try:
         consumer.run()

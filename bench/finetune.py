@@ -19,7 +19,7 @@ left out (they are printed apart as the wall time of a run). The ratio is
 ours / anchor per step (time: lower is better); the goal is an overhead of
 at most 3% (ratio <= 1.03).
 
-    python bench/finetune.py [--steps 200] [--rounds 3] [--model tiny|124M]
+    python bench/finetune.py [--steps 150] [--rounds 4] [--model tiny|124M]
 """
 from __future__ import annotations
 
@@ -111,9 +111,9 @@ def prepare(work: Path, shape: str) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--model", choices=("tiny", "124M"), default="tiny")
     ap.add_argument("--validation", type=float, default=0.0, help="our validation_fraction (0: off, as the anchor)")
     args = ap.parse_args()

@@ -44,6 +44,8 @@ class Store:
         self.path = path
         # One connection: transactions from concurrent tasks must not interleave.
         self._tx_lock = asyncio.Lock()
+        self._writes = 0  # writes committed so far (a shared read never spans one)
+        self._reads: dict[tuple, tuple[int, asyncio.Future]] = {}
 
     @contextlib.asynccontextmanager
     async def transaction(self):
@@ -55,6 +57,7 @@ class Store:
                 await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+            self._writes += 1
 
     @classmethod
     async def open(cls, path: Path) -> "Store":
@@ -128,17 +131,38 @@ class Store:
 
     # One trip to aiosqlite's thread per query (a cursor's execute, fetch and
     # close are three): under 100 concurrent commands that is most of the wait.
+    # And a query that is already under way, with no write committed since it
+    # began, is shared: forty members typing /status at once cost one trip, and
+    # no answer misses a write made before its question (rows are read-only;
+    # each caller builds its own dicts from them).
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        rows = await self.db.execute_fetchall(sql, tuple(params))
+        rows = await self._read(sql, tuple(params))
         return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        return list(await self.db.execute_fetchall(sql, tuple(params)))
+        return list(await self._read(sql, tuple(params)))
+
+    async def _read(self, sql: str, params: tuple) -> list:
+        if self._tx_lock.locked():  # a transaction is open on our one connection: read on its own
+            return await self.db.execute_fetchall(sql, params)
+        try:
+            key = (sql, params)
+            entry = self._reads.get(key)
+        except TypeError:  # a parameter that cannot be a key: nothing to share
+            return await self.db.execute_fetchall(sql, params)
+        if entry is None or entry[0] != self._writes:
+            entry = (self._writes, asyncio.ensure_future(self.db.execute_fetchall(sql, params)))
+            self._reads[key] = entry
+            entry[1].add_done_callback(lambda _, e=entry: self._reads.pop(key) if self._reads.get(key) is e else None)
+        return await asyncio.shield(entry[1])
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement in autocommit; returns lastrowid."""
-        async with self.db.execute(sql, tuple(params)) as cur:
-            return cur.lastrowid
+        try:
+            async with self.db.execute(sql, tuple(params)) as cur:
+                return cur.lastrowid
+        finally:
+            self._writes += 1
 
     async def get_setting(self, key: str, default: Any = None) -> Any:
         row = await self.fetchone("SELECT value FROM settings WHERE key = ?", (key,))

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 REGISTRY_SLOTS = "workers:slots"
+REGISTRY_TOP = "workers:top"
 LEASE_SLOTS = "leases:slots"
 FORGET_OFFLINE_S = 3600  # an offline worker leaves /status after an hour
 SCAN_BATCH = 500
@@ -63,17 +64,22 @@ def register(huey) -> int:
 
 def beat(huey, slot: int, info: dict) -> None:
     huey.put(f"worker:{slot}", dict(info, at=time.time()))
+    # Readers (the bot's /status) learn how many slots to read from a plain value, so a
+    # read never writes to the queue's storage (a counter read is an increment by 0).
+    # Two workers starting together may write it out of order; each beat sets it right.
+    if slot > (huey.get(REGISTRY_TOP, peek=True) or 0):
+        huey.put(REGISTRY_TOP, slot)
 
 
 def sign_off(huey, slot: int, info: dict) -> None:
     """A worker that stops cleanly says so: it shows as stopped, not as lost."""
-    huey.put(f"worker:{slot}", dict(info, at=time.time(), stopped=True, running=[]))
+    beat(huey, slot, dict(info, stopped=True, running=[]))
 
 
 def workers(huey, fresh_s: float) -> list[dict]:
     """Every known worker, newest first, each with ``online`` and ``age_s``."""
     now = time.time()
-    found = _many(huey, [f"worker:{n}" for n in range(1, _slot_count(huey, REGISTRY_SLOTS) + 1)])
+    found = _many(huey, [f"worker:{n}" for n in range(1, (huey.get(REGISTRY_TOP, peek=True) or 0) + 1)])
     out = []
     for key, info in found.items():
         age = now - info.get("at", 0)

@@ -245,13 +245,14 @@ class CandidateService:
                 rows = {}
                 started, now = parse_iso(cand["created_at"]), self.clock()
                 new_state = cand["state"]
+                net = voting.net_score(state, rules)
                 for member_id, emoji, added, forced in per_candidate[cand_id]:
                     if forced is None:
-                        voting.apply_reaction(state, member_id, emoji, added, rules)
+                        net += voting.change_reaction(state, member_id, emoji, added, rules)
                         rows[(member_id, emoji)] = added
                     # Decide after every event, as if each had come alone: a threshold
                     # reached mid-batch counts, and decisions are final.
-                    new_state = voting.next_state(new_state, voting.net_score(state, rules), rules,
+                    new_state = voting.next_state(new_state, net, rules,
                                                     voting_started_at=started, now=now, forced=forced)
                 votes = voting.votes_from_state(state, rules)
                 net = voting.tally(votes)

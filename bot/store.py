@@ -153,8 +153,14 @@ class Store:
         if entry is None or entry[0] != self._writes:
             entry = (self._writes, asyncio.ensure_future(self.db.execute_fetchall(sql, params)))
             self._reads[key] = entry
-            entry[1].add_done_callback(lambda _, e=entry: self._reads.pop(key) if self._reads.get(key) is e else None)
+            entry[1].add_done_callback(lambda f, e=entry: self._read_done(key, e, f))
         return await asyncio.shield(entry[1])
+
+    def _read_done(self, key: tuple, entry: tuple, future: asyncio.Future) -> None:
+        if self._reads.get(key) is entry:
+            self._reads.pop(key)
+        if not future.cancelled():
+            future.exception()  # every caller may have gone (the bot closing): not an unretrieved error
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement in autocommit; returns lastrowid."""

@@ -189,16 +189,25 @@ def apply_reaction(state: ReactionState, member: int, emoji: str, added: bool, r
     state as it is. Adding twice or removing what is not there is harmless
     (Discord's reaction events are idempotent the same way).
     """
-    if emoji in rules.vote_emojis:
-        if added:
-            state.setdefault(member, set()).add(emoji)
-        else:
-            current = state.get(member)
-            if current is not None:
-                current.discard(emoji)
-                if not current:
-                    del state[member]
+    change_reaction(state, member, emoji, added, rules)
     return net_score(state, rules)
+
+
+def change_reaction(state: ReactionState, member: int, emoji: str, added: bool, rules: VoteRules) -> int:
+    """apply_reaction without counting every member again: returns how much the net
+    score moved (-2..2), so a burst of reactions costs one step each."""
+    if emoji not in rules.vote_emojis:
+        return 0
+    before = member_vote(state.get(member, ()), rules)
+    if added:
+        state.setdefault(member, set()).add(emoji)
+    else:
+        current = state.get(member)
+        if current is not None:
+            current.discard(emoji)
+            if not current:
+                del state[member]
+    return member_vote(state.get(member, ()), rules) - before
 
 
 def votes_from_state(state: Mapping[int, Collection[str]], rules: VoteRules) -> dict[int, int]:

@@ -89,6 +89,16 @@ class ParodyBot(commands.Bot):
         self.services = services
         self.ready_event = asyncio.Event()
 
+    # Raw reaction events are votes. The curation cog takes them here, at once and in
+    # the order the gateway sent them, instead of through a listener task per event:
+    # in a burst of thousands a second the tasks were most of the bot's cost.
+    vote_sink = None  # (payload, added) -> None, set by cogs/curation.py
+
+    def dispatch(self, event_name: str, /, *args, **kwargs) -> None:
+        if self.vote_sink is not None and event_name in ("raw_reaction_add", "raw_reaction_remove"):
+            self.vote_sink(args[0], event_name == "raw_reaction_add")
+        super().dispatch(event_name, *args, **kwargs)
+
     @classmethod
     async def create(cls, cfg: Config, **kwargs) -> "ParodyBot":
         return cls(cfg, await Services.open(cfg), **kwargs)

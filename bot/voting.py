@@ -38,6 +38,7 @@ VOTING, APPROVED, REJECTED, EXPIRED = "voting", "approved", "rejected", "expired
 DECISIONS = (VOTING, APPROVED, REJECTED, EXPIRED)
 #: States a curator's forced decision may still change.
 FORCEABLE_STATES = (VOTING, APPROVED, REJECTED, EXPIRED)
+FORCE_EMOJIS = ("✅", "❌")  # a curator's approve / reject at once (the config keeps vote emoji apart from them)
 
 _FORCE_ALIASES = {
     "approve": APPROVED, "approved": APPROVED, "+": APPROVED,
@@ -54,8 +55,8 @@ class VoteRules:
     voter_role_id: int | None = None
     approve_emoji: str = "👍"
     reject_emoji: str = "👎"
-    force_approve_emoji: str = "✅"
-    force_reject_emoji: str = "❌"
+    force_approve_emoji: str = FORCE_EMOJIS[0]
+    force_reject_emoji: str = FORCE_EMOJIS[1]
     #: Members with this role (or Manage Messages, checked by the caller) may force.
     curator_role_id: int | None = None
 

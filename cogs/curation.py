@@ -84,8 +84,10 @@ class Curation(commands.Cog):
         self._delivery_locks: dict[str, asyncio.Lock] = {}
         self._deliverer = asyncio.create_task(self._deliver_loop())
         self._votes = asyncio.create_task(self.service.consume(self.cached_rules, self._after_votes))
+        bot.vote_sink = self._on_reaction  # raw reaction events come straight here (bot/client.py)
 
     async def cog_unload(self) -> None:
+        self.bot.vote_sink = None
         self.windows.cancel()
         self._votes.cancel()
         self._deliverer.cancel()
@@ -242,11 +244,13 @@ class Curation(commands.Cog):
         if payload.guild_id is None or payload.user_id == self.bot.user.id:
             return
         member = payload.member
+        emoji = str(payload.emoji)
         self.service.submit(ReactionEvent(
-            payload.message_id, payload.guild_id, payload.user_id, str(payload.emoji), added,
+            payload.message_id, payload.guild_id, payload.user_id, emoji, added,
             member_is_bot=bool(member and member.bot),
             member_roles=tuple(r.id for r in member.roles) if member else None,
-            manage_messages=bool(member and member.guild_permissions.manage_messages),
+            # Only an approve or reject at once asks for it (working out permissions costs, per vote)
+            manage_messages=bool(member and emoji in voting.FORCE_EMOJIS and member.guild_permissions.manage_messages),
         ))
 
     def _after_votes(self, cand: dict, changed: bool) -> None:
@@ -265,13 +269,6 @@ class Curation(commands.Cog):
             hit = self._rules_cache[persona] = (now, await self.rules_of_persona(persona))
         return hit[1]
 
-    @commands.Cog.listener()
-    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        self._on_reaction(payload, True)
-
-    @commands.Cog.listener()
-    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
-        self._on_reaction(payload, False)
 
     # --- start-up reconciliation and the voting window ----------------------
 

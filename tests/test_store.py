@@ -51,7 +51,10 @@ async def test_stats_counters_match_counting_every_row_through_votes_edits_and_d
     await store.set_votes(a[0], {10: 1, 11: 1, 12: -1}, 1)
     await store.set_votes(a[1], {10: 1, 13: 0}, 1)  # a 0 is no vote
     await store.set_votes(b[0], {10: -1, 14: 1}, 0)
-    await store.record_votes([(a[0], {}, {10: 1, 12: 1}, 2, "approved", when)])  # 11 took theirs back
+    await store.record_votes([(a[0], {(11, "👍"): False, (12, "👎"): False, (12, "👍"): True},  # 11 took theirs back
+                               {10: 1, 12: 1}, 2, "approved", when)])
+    assert dict(await store.fetchall("SELECT member_id, value FROM votes WHERE candidate_id = ?", (a[0],))) == {
+        10: 1, 12: 1}
     await store.update_candidate(a[2], state="rejected")
     await store.edit_candidate(a[0], "dril, edited", job_id=99, edited_by=10, voting_ends_at=when, created_at=when)
     for scope in (keys, keys[:1], keys[1:]):

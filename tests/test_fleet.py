@@ -218,3 +218,19 @@ async def test_a_job_whose_worker_dies_mid_training_is_finished_by_another_from_
     finally:
         for w in workers:
             w.stop()
+
+
+def test_the_job_message_says_which_worker_runs_it_and_when_it_was_queued_again():
+    from cogs.jobs import render_job
+
+    job = {"id": 7, "kind": "train", "persona": contract.persona_key(1, "dril"), "state": "running"}
+    running = render_job(dict(job, progress={"state": "running", "phase": "finetuning", "worker": "gpu-a",
+                                             "step": 10, "steps": 100, "loss": 3.0}))
+    assert "🖥️ on worker `gpu-a`" in running
+    requeued = render_job(dict(job, progress={"state": "running", "phase": "requeued", "worker": "gpu-a",
+                                              "lost_worker": "gpu-a", "step": 10, "steps": 100, "loss": 3.0}))
+    assert "worker `gpu-a` stopped answering: queued again for the next free worker" in requeued
+    assert "on worker" not in requeued
+    resumed = render_job(dict(job, progress={"state": "running", "phase": "finetuning", "worker": "gpu-b",
+                                             "resumed_from": 10, "step": 12, "steps": 100, "loss": 3.0}))
+    assert "resumed from its checkpoint at step 10" in resumed and "on worker `gpu-b`" in resumed

@@ -43,8 +43,7 @@ def _get(huey, key: str):
 def _many(huey, keys: list[str]) -> dict:
     found = {}
     for i in range(0, len(keys), SCAN_BATCH):
-        raw = huey.storage.peek_many(keys[i:i + SCAN_BATCH]) if keys[i:i + SCAN_BATCH] else {}
-        for key, value in raw.items():
+        for key, value in huey.storage.peek_many(keys[i:i + SCAN_BATCH]).items():
             key = key.decode() if isinstance(key, bytes) else key
             found[key] = huey.serializer.deserialize(value)
     return found

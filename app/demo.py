@@ -84,7 +84,7 @@ async def run_demo(cfg: Config) -> int:
     worker = EmbeddedWorker(cfg, log_path=cfg.data_path / "worker.log")
     worker.start()
     say("demo", f"embedded worker started (its log: {cfg.data_path / 'worker.log'})")
-    bot = await ParodyBot.create(cfg, guild_ready_timeout=0.1)
+    bot = ParodyBot(cfg, guild_ready_timeout=0.1)
     bot_task = asyncio.create_task(bot.start(standin.bot_token))
     try:
         await asyncio.wait_for(bot.ready_event.wait(), 30)

@@ -23,8 +23,10 @@ async def serve_bot(cfg: Config, token: str) -> None:
     import discord
 
     from bot.client import ParodyBot
+    from bot.store import Store
 
-    bot = await ParodyBot.create(cfg)
+    Store.check_readable(cfg.db_path)
+    bot = ParodyBot(cfg)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))

@@ -108,7 +108,7 @@ async def main_async(args) -> None:
     tmp = tempfile.TemporaryDirectory(prefix="bench-votes-")
     os.environ["PARODYBOT_DATA_DIR"] = tmp.name
     cfg = Config.model_validate({"discord": standin_discord_section(standin, [guild.id])})
-    bot = await ParodyBot.create(cfg, guild_ready_timeout=0.05)
+    bot = ParodyBot(cfg, guild_ready_timeout=0.05)
     task = asyncio.create_task(bot.start(standin.bot_token))
     anchor_task = None
     try:

@@ -1,13 +1,16 @@
 """The Discord client: discord.py's Bot with our cogs and the bot's services.
 
-``await ParodyBot.create(cfg)`` opens the services first (bot/services.py), so
-a cog always finds them. Every command's refusals go one way: a command
-raises ``BadInput`` (or fails the operator check) and ``ParodyTree.on_error``
-answers privately.
+The bot logs in and opens the gateway first; its own start-up (the services
+of bot/services.py, the cogs, the command sync, the scheduler) runs while
+discord.py waits for the guilds, and ``on_ready`` comes only once it is done.
+A cog always finds the services. Every command's refusals go one way: a
+command raises ``BadInput`` (or fails the operator check) and
+``ParodyTree.on_error`` answers privately.
 """
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 
 import discord
@@ -16,7 +19,6 @@ from discord.ext import commands
 
 from discord import app_commands
 
-from bot.services import Services
 from core.config import Config
 from core.contract import BadInput
 
@@ -43,6 +45,9 @@ class ParodyTree(app_commands.CommandTree):
     """Commands work in servers only; every refusal is one private reply."""
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # A command sent while the bot is still starting waits for it (well under
+        # Discord's 3 s to answer: bench/startup.py).
+        await interaction.client.prepared.wait()
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage("parodybot's commands work in a server, not in direct messages.")
         return True
@@ -74,8 +79,14 @@ async def refuse(interaction: discord.Interaction, text: str) -> None:
         log.warning("could not tell the member: %s", text)
 
 
+def _import_cogs() -> None:
+    """The cogs and the services they use: most of the bot's own import time."""
+    for name in COGS:
+        importlib.import_module(name)
+
+
 class ParodyBot(commands.Bot):
-    def __init__(self, cfg: Config, services: Services, **kwargs):
+    def __init__(self, cfg: Config, **kwargs):
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_reactions = True  # votes come from raw reaction events
@@ -86,7 +97,11 @@ class ParodyBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          tree_cls=ParodyTree, **kwargs)
         self.cfg = cfg
-        self.services = services
+        self.services = None  # bot/services.py's Services, once prepared
+        self.prepared = asyncio.Event()  # services open, cogs loaded, commands synced
+        self.startup_error: BaseException | None = None
+        self._preparing: asyncio.Task | None = None
+        self._connected = asyncio.Event()
         self.ready_event = asyncio.Event()
 
     # Raw reaction events are votes. The curation cog takes them here, at once and in
@@ -95,24 +110,56 @@ class ParodyBot(commands.Bot):
     vote_sink = None  # (payload, added) -> None, set by cogs/curation.py
 
     def dispatch(self, event_name: str, /, *args, **kwargs) -> None:
+        if event_name == "connect":
+            self._connected.set()
+        if event_name == "ready" and not self.prepared.is_set():
+            # Every cog's on_ready (the votes' reconciliation) needs every cog loaded.
+            asyncio.ensure_future(self._dispatch_when_prepared(event_name, *args, **kwargs))
+            return
         if self.vote_sink is not None and event_name in ("raw_reaction_add", "raw_reaction_remove"):
             self.vote_sink(args[0], event_name == "raw_reaction_add")
         super().dispatch(event_name, *args, **kwargs)
 
-    @classmethod
-    async def create(cls, cfg: Config, **kwargs) -> "ParodyBot":
-        return cls(cfg, await Services.open(cfg), **kwargs)
+    async def _dispatch_when_prepared(self, event_name: str, *args, **kwargs) -> None:
+        await self.prepared.wait()
+        self.dispatch(event_name, *args, **kwargs)
 
     async def login(self, token: str) -> None:
         point_discord_at(self.cfg)  # before the first REST call
         await super().login(token)
 
+    async def start(self, token: str, *, reconnect: bool = True) -> None:
+        await super().start(token, reconnect=reconnect)
+        if self.startup_error is not None:
+            raise self.startup_error
+
     async def setup_hook(self) -> None:
-        for name in COGS:
-            await self.load_extension(name)
-        await self.sync_commands()
-        # One job per active persona; runs missed while stopped coalesce into one now.
-        await self.services.scheduler.start()
+        # The gateway connects at once; discord.py's wait for the guilds (idle
+        # time) is when our own start-up runs (bench/startup.py).
+        self._preparing = asyncio.create_task(self._prepare())
+
+    async def _prepare(self) -> None:
+        try:
+            # Our imports run in a thread, so the gateway's READY and GUILD_CREATE are
+            # read meanwhile; not before the socket is open, as a thread holding the
+            # GIL slows every step of the handshake (200 ms, bench/startup.py).
+            await self._connected.wait()
+            await asyncio.to_thread(_import_cogs)
+            from bot.services import Services  # imported by now
+
+            self.services = await Services.open(self.cfg)
+            for name in COGS:
+                await self.load_extension(name)
+            await self.sync_commands()
+            # One job per active persona; runs missed while stopped coalesce into one now.
+            await self.services.scheduler.start()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # start() raises it, once the bot is closed
+            self.startup_error = exc
+            await self.close()
+            return
+        self.prepared.set()
 
     async def sync_commands(self) -> None:
         if self.cfg.discord.guild_ids:
@@ -128,6 +175,10 @@ class ParodyBot(commands.Bot):
         self.ready_event.set()
 
     async def close(self) -> None:
-        await self.services.scheduler.stop()
+        if self._preparing is not None and not self._preparing.done() and self._preparing is not asyncio.current_task():
+            self._preparing.cancel()
+        if self.services is not None:
+            await self.services.scheduler.stop()
         await super().close()
-        await self.services.store.close()
+        if self.services is not None:
+            await self.services.store.close()

@@ -10,7 +10,7 @@ import asyncio
 import base64
 from typing import Any
 
-from core import contract
+from core import contract, taskqueue
 from core.clock import iso, utcnow
 from bot.store import Store
 
@@ -34,7 +34,7 @@ class JobService:
         job_id = await self.store.create_job(kind, persona["key"], persona["guild_id"], params, requested_by, channel_id)
         request = build(job_id)
         try:
-            queue_id = await asyncio.to_thread(contract.enqueue, self.queue, contract.KIND_TASK[kind], request.to_json())
+            queue_id = await asyncio.to_thread(taskqueue.enqueue, self.queue, contract.KIND_TASK[kind], request.to_json())
         except Exception as exc:
             await self.store.update_job(job_id, state=contract.FAILED, error=f"could not queue: {exc}",
                                         finished_at=now_iso())
@@ -110,7 +110,7 @@ class JobService:
         job = await self.get(guild_id, job_id)
         if job["state"] in contract.FINAL_STATES:
             raise contract.BadInput(f"job #{job_id} already ended ({job['state']})")
-        await asyncio.to_thread(contract.request_cancel, self.queue, job["queue_id"])
+        await asyncio.to_thread(taskqueue.request_cancel, self.queue, job["queue_id"])
         if job["state"] == contract.QUEUED:
             # It never started: revoked in the queue, so it is over now.
             await self.store.update_job(job_id, state=contract.CANCELLED, finished_at=now_iso())
@@ -136,7 +136,7 @@ class JobService:
         and one trip per job would queue behind members' slash commands."""
         followed = [j for j in jobs if j["state"] not in contract.FINAL_STATES and j["queue_id"]]
         records = await asyncio.to_thread(
-            lambda: [contract.read_progress(self.queue, j["queue_id"]) for j in followed])
+            lambda: [taskqueue.read_progress(self.queue, j["queue_id"]) for j in followed])
         out = []
         for job, record in zip(followed, records):
             out.append(await self._apply(job, record))

@@ -14,7 +14,7 @@ from bot.personas import PersonaService
 from bot.posting import PostingService
 from bot.scheduler import PostingScheduler
 from bot.store import Store
-from core import __version__, contract, fleet
+from core import __version__, contract, fleet, taskqueue
 from core.clock import iso, utcnow
 from core.config import Config
 
@@ -88,7 +88,7 @@ async def stats(store: Store, personas: list[dict]) -> dict:
 class Services:
     cfg: Config
     store: Store
-    queue: object            # the Huey queue (core.contract.open_queue)
+    queue: object            # the Huey queue (core.taskqueue.open_queue)
     personas: PersonaService
     jobs: JobService
     candidates: CandidateService
@@ -100,7 +100,7 @@ class Services:
     async def open(cls, cfg: Config) -> "Services":
         store = await Store.open(cfg.db_path)
         try:
-            queue = await asyncio.to_thread(contract.open_queue, cfg.queue_url)
+            queue = await asyncio.to_thread(taskqueue.open_queue, cfg.queue_url)
         except BaseException:
             await store.close()
             raise

@@ -59,6 +59,14 @@ class Store:
             await self.db.execute("COMMIT")
             self._writes += 1
 
+    @staticmethod
+    def check_readable(path: Path) -> None:
+        """Raise sqlite3.DatabaseError at once if the file is there but no database:
+        the bot says so before it goes online (and opens the store later)."""
+        if path.is_file():
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                db.execute("PRAGMA schema_version")
+
     @classmethod
     async def open(cls, path: Path) -> "Store":
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import emoji
 from dotenv import load_dotenv
+
+# pydantic looks for plugins in every installed package's entry points on its
+# first model (TensorFlow's venv has ~150): we use none (PYDANTIC_DISABLE_PLUGINS
+# is pydantic's own switch; set it otherwise to have yours).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.contract import PERSONA_NAME, BadInput, check_http_url
@@ -135,6 +139,8 @@ class CurationConfig(Section):
     @classmethod
     def _one_emoji(cls, v: str) -> str:
         # Discord refuses anything else as a reaction (10014 Unknown Emoji).
+        import emoji  # its table takes 40 ms to load: only for emojis actually set
+
         if not (emoji.is_emoji(v.strip()) or CUSTOM_EMOJI.fullmatch(v.strip())):
             raise ValueError(f"{v!r} is not one emoji: use a single emoji such as 👍, or a server emoji as <:name:id>")
         return v.strip()

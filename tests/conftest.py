@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core import contract
+from core import contract, taskqueue
 from core.config import Config
 from discord_standin import DiscordStandin
 
@@ -98,7 +98,7 @@ class CannedWorker:
         tasks = Tasks(cfg)
         tasks.generate = lambda request, task_id, progress: contract.GenerateResult(
             contract.DONE, [contract.GeneratedCandidate(t) for t in texts[: request.count]], dict(dropped or {}))
-        self.huey = contract.open_queue(cfg.queue_url, tasks.handlers())
+        self.huey = taskqueue.open_queue(cfg.queue_url, tasks.handlers())
         tasks.huey = self.huey
 
     async def run_one(self, timeout: float = 10) -> None:
@@ -138,7 +138,7 @@ class BotHandle:
         from bot.client import ParodyBot
 
         self.cfg = cfg or getattr(self, "cfg", None) or config_for(self.world)
-        self.bot = await ParodyBot.create(self.cfg, guild_ready_timeout=0.05)
+        self.bot = ParodyBot(self.cfg, guild_ready_timeout=0.05)
         self.task = asyncio.create_task(self.bot.start(self.world.standin.bot_token))
         waiter = asyncio.create_task(self.bot.ready_event.wait())
         done, _ = await asyncio.wait({waiter, self.task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)

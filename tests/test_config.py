@@ -1,4 +1,5 @@
 """`parodybot config check` and the config loader, as a person editing the file sees them."""
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,26 @@ def test_discord_out_of_reach_at_start_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "bot", "bot", "--config", str(config)], capture_output=True,
                             text=True, env=env, timeout=60)
     assert f"could not reach Discord at http://127.0.0.1:{port}/api/v10" in one_line_error(result, after_logs=True)
+
+
+async def test_a_database_the_migrations_refuse_is_one_line_and_the_bot_goes_offline(tmp_path, world):
+    # The store opens while the bot is already on the gateway (bot/client.py): what
+    # stops it there still ends the process with one clear line.
+    import os
+    import sqlite3
+
+    s = world.standin
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / "parodybot.sqlite3") as db:  # a database, but not one of ours
+        db.execute("CREATE TABLE personas (something_else TEXT)")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[discord]\napi_base = "{s.api_base}"\ngateway_url = "{s.gateway_url}"\n'
+                      f"guild_ids = [{world.guild.id}]\n")
+    env = dict(os.environ, PARODYBOT_DATA_DIR=str(data), DISCORD_TOKEN=s.bot_token)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "bot", "--config", str(config),
+                                                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    result = subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
+    assert "the database cannot be read (table personas already exists)" in one_line_error(result, after_logs=True)
+    assert not s.bot_connected

@@ -11,7 +11,7 @@ import random
 import sqlite3
 import threading
 
-from core import contract
+from core import taskqueue
 import conftest
 from conftest import config_for
 from discord_standin import Perm
@@ -324,7 +324,7 @@ async def test_a_failed_job_never_shows_a_secret(world, bot, monkeypatch):
         raise RuntimeError("upstream said: bad token sekrit-token-value-123")
 
     tasks.generate = broken
-    huey = contract.open_queue(bot.cfg.queue_url, tasks.handlers())
+    huey = taskqueue.open_queue(bot.cfg.queue_url, tasks.handlers())
     tasks.huey = huey
     ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options={"persona": "dril"})
     await ix.wait_for_response(timeout=5)

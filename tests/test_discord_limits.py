@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cogs.render import fit_embed, fit_lines, plain
+from cogs.render import fit_embed, fit_lines
 from conftest import CannedWorker, trained
 from core.contract import persona_key
 
@@ -107,7 +107,7 @@ async def test_50_candidates_under_discords_rate_limits_while_another_jobs_progr
     """Posting 50 pre-reacted candidates takes Discord about a minute (5 messages per
     5 s, a reaction per 0.25 s, per channel). Meanwhile another job's progress
     message, in another channel, keeps moving: delivery runs beside the tracker."""
-    from core import contract
+    from core import taskqueue
 
     store = bot.services.store
     await trained(store, await store.create_persona(world.guild.id, "dril", curation_channel_id=world.curation.id))
@@ -123,7 +123,7 @@ async def test_50_candidates_under_discords_rate_limits_while_another_jobs_progr
     job = next(j for j in await bot.services.store.list_jobs() if j["kind"] == "train")
     seen_while_delivering = []
     for step in (10, 20, 30):
-        contract.put_progress(bot.services.queue, job["queue_id"],
+        taskqueue.put_progress(bot.services.queue, job["queue_id"],
                               {"state": "running", "kind": "train", "phase": "finetuning", "step": step, "steps": 100,
                                "loss": 2.0, "avg_loss": 2.0, "eta": 60})
         await world.standin.wait_for(lambda: f"step {step}/100" in world.standin.message(train.response["id"])["content"],

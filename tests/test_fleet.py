@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core import contract, fleet
+from core import contract, fleet, taskqueue
 from core.config import Config
 from conftest import REPO, WorkerProcess
 from workers.artifacts import STAMP, S3Artifacts
@@ -25,7 +25,7 @@ CORPUS = REPO / "core" / "data" / "demo_corpus.csv"
 
 @pytest.fixture
 def queue(tmp_path):
-    return contract.open_queue(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
+    return taskqueue.open_queue(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
 
 
 def test_a_live_lease_keeps_a_job_on_its_worker(queue):
@@ -143,7 +143,7 @@ async def _until_final(queue, task_id: str, workers: list[WorkerProcess], timeou
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        record = contract.read_progress(queue, task_id)
+        record = taskqueue.read_progress(queue, task_id)
         if record and record.get("state") in contract.FINAL_STATES:
             return record
         await asyncio.sleep(0.2)
@@ -164,13 +164,13 @@ async def _until(predicate, what: str, workers: list[WorkerProcess], timeout: fl
 def _import(queue, persona: str) -> str:
     payload = contract.ImportRequest(job_id=1, persona=persona, source="csv", file_name="jokes.csv",
                                      file_b64=base64.b64encode(CORPUS.read_bytes()).decode()).to_json()
-    return contract.enqueue(queue, contract.IMPORT, payload)
+    return taskqueue.enqueue(queue, contract.IMPORT, payload)
 
 
 @pytest.mark.timeout(480)
 async def test_a_job_whose_worker_dies_mid_training_is_finished_by_another_from_its_checkpoint(
         tmp_path, redis_url, s3_server):
-    queue = contract.open_queue(redis_url)
+    queue = taskqueue.open_queue(redis_url)
     persona = contract.persona_key(1, "jokes")
     # gpu-a dies right after its first save reached the store (fault injection: no timer).
     gpu_a = WorkerProcess(tmp_path / "a", _worker_config(tmp_path / "a.toml", redis_url, s3_server, "gpu-a"),
@@ -181,13 +181,13 @@ async def test_a_job_whose_worker_dies_mid_training_is_finished_by_another_from_
     try:
         record = await _until_final(queue, _import(queue, persona), workers)
         assert record["worker"] == "gpu-a" and record["state"] == contract.DONE
-        train = contract.enqueue(queue, contract.TRAIN, contract.TrainRequest(
+        train = taskqueue.enqueue(queue, contract.TRAIN, contract.TrainRequest(
             job_id=2, persona=persona, steps=30, model="tiny", save_every=5).to_json())
-        await _until(lambda: (contract.read_progress(queue, train) or {}).get("worker") == "gpu-a",
+        await _until(lambda: (taskqueue.read_progress(queue, train) or {}).get("worker") == "gpu-a",
                      "gpu-a taking the training", workers)
 
         gpu_b.start()  # gpu-a is busy: the next job goes to gpu-b
-        other = contract.enqueue(queue, contract.IMPORT, contract.ImportRequest(
+        other = taskqueue.enqueue(queue, contract.IMPORT, contract.ImportRequest(
             job_id=3, persona=contract.persona_key(1, "other"), source="csv", file_name="jokes.csv",
             file_b64=base64.b64encode(CORPUS.read_bytes()).decode()).to_json())
         record = await _until_final(queue, other, workers)
@@ -209,7 +209,7 @@ async def test_a_job_whose_worker_dies_mid_training_is_finished_by_another_from_
         gpu_c = WorkerProcess(tmp_path / "c", _worker_config(tmp_path / "c.toml", redis_url, s3_server, "gpu-c"),
                               name="gpu-c").start()
         workers.append(gpu_c)
-        generate = contract.enqueue(queue, contract.GENERATE, contract.GenerateRequest(
+        generate = taskqueue.enqueue(queue, contract.GENERATE, contract.GenerateRequest(
             job_id=4, persona=persona, count=2, temperature=1.0, top_p=0.9, length=20).to_json())
         record = await _until_final(queue, generate, workers)
         assert record["state"] == contract.DONE and record["worker"] == "gpu-c", record

@@ -1,7 +1,6 @@
 """`parodybot run`: the bot and its embedded worker live and die together."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess

@@ -32,3 +32,26 @@ async def test_status_lists_every_worker_and_only_this_servers_jobs_by_name(worl
     assert lines[1].startswith("`gpu-box-1` · GPU: NVIDIA H100 · online") and lines[1].endswith("running train dril")
     assert lines[2].startswith("`old-box` · CPU · stopped")
     assert "secret_one" not in str(ix.response)
+
+async def test_a_command_sent_the_moment_the_bot_is_back_online_is_answered(world, bot_handle):
+    # The bot opens its services and loads its cogs while discord.py waits for the
+    # guilds (bot/client.py); a member who runs /status at that moment (the commands
+    # stay registered from the last run) still gets the answer, not an error.
+    import asyncio
+
+    from bot.client import ParodyBot
+
+    await bot_handle.start()
+    await bot_handle.stop()
+    await world.standin.wait_for(lambda: not world.standin.bot_connected, 10, what="the bot to go offline")
+    bot = ParodyBot(bot_handle.cfg, guild_ready_timeout=0.05)
+    task = asyncio.create_task(bot.start(world.standin.bot_token))
+    try:
+        await world.standin.wait_for(lambda: world.standin.bot_connected, 10, what="the bot to identify")
+        ix = await world.standin.invoke(world.erin, "status", channel=world.general)
+        await ix.wait_for_response(timeout=5)
+        fields = {f["name"]: f["value"] for f in ix.response["embeds"][0]["fields"]}
+        assert fields["Version"] == __version__ and fields["Database"].startswith("ok")
+    finally:
+        await bot.close()
+        await asyncio.wait_for(task, 10)

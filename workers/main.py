@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from core import contract, fleet
+from core import fleet, taskqueue
 from core.config import Config
 from core.logs import setup_logging
 from workers import run_markers
@@ -52,7 +52,7 @@ def requeue_interrupted(huey, cfg: Config) -> list[str]:
         if not fleet.abandon(huey, record["id"], record.get("worker", "")):
             marker.unlink(missing_ok=True)  # another worker has it now, or it ended
             continue
-        contract.enqueue(huey, record["task"], dict(record["payload"], resumed=True), task_id=record["id"])
+        taskqueue.enqueue(huey, record["task"], dict(record["payload"], resumed=True), task_id=record["id"])
         requeued.append(record["id"])
         log.info("re-queued interrupted %s job %s", record["task"], record["id"])
     return requeued
@@ -62,9 +62,9 @@ def requeue_lapsed(huey) -> list[str]:
     """Queue again the jobs whose worker stopped renewing their lease (on any machine)."""
     requeued = []
     for lease in fleet.lapsed(huey):
-        contract.enqueue(huey, lease["task"], dict(lease["payload"], resumed=True), task_id=lease["job"])
-        progress = contract.read_progress(huey, lease["job"]) or {}
-        contract.put_progress(huey, lease["job"], dict(progress, phase="requeued", lost_worker=lease["worker"]))
+        taskqueue.enqueue(huey, lease["task"], dict(lease["payload"], resumed=True), task_id=lease["job"])
+        progress = taskqueue.read_progress(huey, lease["job"]) or {}
+        taskqueue.put_progress(huey, lease["job"], dict(progress, phase="requeued", lost_worker=lease["worker"]))
         requeued.append(lease["job"])
         log.warning("worker %s stopped renewing job %s; queued it again for any worker", lease["worker"], lease["job"])
     return requeued
@@ -114,7 +114,7 @@ def run_worker(cfg: Config) -> None:
     from workers.tasks import Tasks
 
     tasks = Tasks(cfg, worker_id(cfg))
-    huey = contract.open_queue(cfg.queue_url, tasks.handlers())
+    huey = taskqueue.open_queue(cfg.queue_url, tasks.handlers())
     tasks.huey = huey
     slot = fleet.register(huey)
     me = {"id": tasks.worker_id, "host": socket.gethostname(), "pid": os.getpid(), "device": detect_device(cfg),

@@ -1,7 +1,7 @@
 """The worker's task handlers: what runs when the bot queues train / generate / import.
 
 Each handler gets a JSON payload and the queue's task id, reports progress
-through the queue (contract.put_progress) and returns a JSON result. While a
+through the queue (taskqueue.put_progress) and returns a JSON result. While a
 job runs, this worker holds its lease (core/fleet.py), and a marker in
 <worker_dir>/runs/ lets a worker restarted on this folder queue it again at
 once (workers/run_markers.py: only when the process that ran it is gone).
@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from core import contract, fleet
+from core import contract, fleet, taskqueue
 from core.config import Config
 from core.logs import redact
 from workers import run_markers
@@ -42,7 +42,7 @@ class Progress:
         self.record.update(fields)
         now = time.monotonic()
         if force or now - self.last_put >= PROGRESS_MIN_INTERVAL_S:
-            contract.put_progress(self.huey, self.task_id, self.record)
+            taskqueue.put_progress(self.huey, self.task_id, self.record)
             self.last_put = now
 
     def training_event(self, event: dict) -> None:
@@ -97,9 +97,9 @@ class Tasks:
                 request = contract.REQUESTS[kind].from_json(payload)
                 persona = contract.check_persona_key(request.persona)
             except contract.BadInput as exc:  # nothing to run: say so instead of crashing the consumer
-                contract.put_progress(self.huey, task_id, {"state": contract.FAILED, "kind": kind, "error": str(exc)})
+                taskqueue.put_progress(self.huey, task_id, {"state": contract.FAILED, "kind": kind, "error": str(exc)})
                 return {"state": contract.FAILED, "error": str(exc)}
-            before = contract.read_progress(self.huey, task_id) or {}
+            before = taskqueue.read_progress(self.huey, task_id) or {}
             if before.get("state") in contract.FINAL_STATES:  # queued twice; it ran to its end already
                 log.warning("%s job %s has ended already (%s); not running it again", kind, task_id, before["state"])
                 return {"state": before["state"], "skipped": True}
@@ -248,7 +248,7 @@ class Tasks:
             save_every=request.save_every or self.cfg.training.save_every,
             job_id=task_id,
             on_event=on_event,
-            should_cancel=lambda: self.lost(task_id) or contract.cancel_requested(self.huey, task_id),
+            should_cancel=lambda: self.lost(task_id) or taskqueue.cancel_requested(self.huey, task_id),
             more_steps=request.more_steps, start_from=start_from,
             validation_fraction=self.cfg.training.validation_fraction,
             val_every=self.cfg.training.validation_every or request.save_every or self.cfg.training.save_every,

@@ -235,8 +235,9 @@ class CandidateService:
             for cand_id in ids:  # always in id order: no deadlock with one-candidate holders
                 await locks.enter_async_context(self.lock(cand_id))
             writes, results = [], []
+            current = {c["id"]: c for c in await self.store.candidates(ids=ids)}  # one read for the batch
             for cand_id in ids:
-                cand = await self.store.get_candidate(cand_id)
+                cand = current.get(cand_id)
                 if cand is None:  # deleted meanwhile
                     continue
                 if cand_id not in self._state:

@@ -356,8 +356,12 @@ class Store:
         return _candidate(row) if row else None
 
     async def candidates(self, *, persona: str | None = None, states: Iterable[str] = (),
-                         limit: int = 1000) -> list[dict]:
+                         ids: Iterable[int] = (), limit: int = 1000) -> list[dict]:
         where, params = [], []
+        ids = list(ids)
+        if ids:
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            params += ids
         if persona:
             where.append("persona = ?")
             params.append(persona)
@@ -433,14 +437,18 @@ class Store:
                 else:
                     clear.append((candidate_id, member))
             candidates.append((score, state, decided_at, candidate_id))
+        statements = [
+            ("INSERT OR IGNORE INTO reactions VALUES (?, ?, ?)", add),
+            ("DELETE FROM reactions WHERE candidate_id = ? AND member_id = ? AND emoji = ?", remove),
+            ("INSERT INTO votes(candidate_id, member_id, value) VALUES (?, ?, ?) ON CONFLICT(candidate_id, member_id)"
+             " DO UPDATE SET value = excluded.value, at = excluded.at WHERE value != excluded.value", upsert),
+            ("DELETE FROM votes WHERE candidate_id = ? AND member_id = ?", clear),
+            ("UPDATE candidates SET score = ?, state = ?, decided_at = ? WHERE id = ?", candidates),
+        ]
         async with self.transaction() as db:
-            await db.executemany("INSERT OR IGNORE INTO reactions VALUES (?, ?, ?)", add)
-            await db.executemany("DELETE FROM reactions WHERE candidate_id = ? AND member_id = ? AND emoji = ?", remove)
-            await db.executemany("INSERT INTO votes(candidate_id, member_id, value) VALUES (?, ?, ?)"
-                                 " ON CONFLICT(candidate_id, member_id) DO UPDATE SET value = excluded.value,"
-                                 " at = excluded.at WHERE value != excluded.value", upsert)
-            await db.executemany("DELETE FROM votes WHERE candidate_id = ? AND member_id = ?", clear)
-            await db.executemany("UPDATE candidates SET score = ?, state = ?, decided_at = ? WHERE id = ?", candidates)
+            for sql, rows in statements:
+                if rows:  # each statement is a trip to aiosqlite's thread
+                    await db.executemany(sql, rows)
 
     async def edit_candidate(self, candidate_id: int, text: str, *, job_id: int, edited_by: int | None,
                              voting_ends_at: str, created_at: str) -> dict | None:

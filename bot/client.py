@@ -114,7 +114,8 @@ class ParodyBot(commands.Bot):
             self._connected.set()
         if event_name == "ready" and not self.prepared.is_set():
             # Every cog's on_ready (the votes' reconciliation) needs every cog loaded.
-            asyncio.ensure_future(self._dispatch_when_prepared(event_name, *args, **kwargs))
+            # (kept referenced: the loop holds tasks only weakly)
+            self._ready_later = asyncio.ensure_future(self._dispatch_when_prepared(event_name, *args, **kwargs))
             return
         if self.vote_sink is not None and event_name in ("raw_reaction_add", "raw_reaction_remove"):
             self.vote_sink(args[0], event_name == "raw_reaction_add")

@@ -235,7 +235,7 @@ class CandidateService:
             for cand_id in ids:  # always in id order: no deadlock with one-candidate holders
                 await locks.enter_async_context(self.lock(cand_id))
             writes, results = [], []
-            current = {c["id"]: c for c in await self.store.candidates(ids=ids)}  # one read for the batch
+            current = {c["id"]: c for c in await self.store.candidates(ids=ids, limit=len(ids))}  # one read
             for cand_id in ids:
                 cand = current.get(cand_id)
                 if cand is None:  # deleted meanwhile

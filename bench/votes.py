@@ -10,9 +10,10 @@ score computed here from the events (and the stored reactions equal the
 members' reactions), N / seconds. Lost: candidates whose score still differs
 after the bot went quiet.
 
-Anchor, same run, same stand-in, same kind of stream (a fresh one from where
-the first left the reactions): a bare discord.py Client that only counts the
-raw reaction events; the transport's ceiling here. The ratio (ours / anchor)
+Anchor, same run, same stand-in, the very same stream from the same start
+(the members' reactions are taken back first, untimed): a bare discord.py
+Client that only counts the raw reaction events; the transport's ceiling
+here. The ratio (ours / anchor)
 is the share of the transport's rate that exact tallying keeps.
 
 By default the persona has the default vote rules, so candidates get decided
@@ -175,12 +176,16 @@ async def main_async(args) -> None:
         await asyncio.wait_for(task, 10)
 
         # --- anchor ---------------------------------------------------------
+        for m, c, emoji in present:
+            await standin.unreact(members[m], curation, message_ids[c], emoji)
         client = Counter()
         with standin.patch_discord():
             await client.login(standin.bot_token)
             anchor_task = asyncio.create_task(client.connect(reconnect=False))
             await asyncio.wait_for(client.wait_until_ready(), 20)
-            stream2 = make_stream(rng, present, args.events, args.members, args.candidates)
+            # The very stream ours got, from the same start: the members' reactions
+            # taken back first (nobody is connected to see that).
+            stream2 = stream
             client.target = len(stream2)
             t0 = time.perf_counter()
             firing = asyncio.create_task(fire(standin, curation, members, message_ids, stream2))

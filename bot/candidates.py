@@ -12,8 +12,7 @@ import csv
 import io
 import datetime as dt
 import logging
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable, Mapping
+from typing import Awaitable, Callable, Iterable, Mapping, NamedTuple
 
 from bot import voting
 from core import contract
@@ -51,9 +50,9 @@ def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mappi
 MAX_CURATED = 1000  # posts one curated list may bring
 
 
-@dataclass(frozen=True)
-class ReactionEvent:
-    """One raw reaction add or remove, as Discord sent it."""
+class ReactionEvent(NamedTuple):
+    """One raw reaction add or remove, as Discord sent it (a tuple: thousands a
+    second are made in a burst, bench/votes.py)."""
 
     message_id: int
     guild_id: int                   # where the reaction was made: only that guild's candidates count it
@@ -244,7 +243,8 @@ class CandidateService:
                     self._state[cand_id] = await self.store.member_reactions(cand_id)
                 state, rules = self._state[cand_id], rules_of_candidate[cand_id]
                 rows = {}
-                started, now = parse_iso(cand["created_at"]), self.clock()
+                now = self.clock()
+                started_s, now_s = parse_iso(cand["created_at"]).timestamp(), now.timestamp()  # once, not per event
                 new_state = cand["state"]
                 net = voting.net_score(state, rules)
                 for member_id, emoji, added, forced in per_candidate[cand_id]:
@@ -254,7 +254,7 @@ class CandidateService:
                     # Decide after every event, as if each had come alone: a threshold
                     # reached mid-batch counts, and decisions are final.
                     new_state = voting.next_state(new_state, net, rules,
-                                                    voting_started_at=started, now=now, forced=forced)
+                                                    voting_started_at=started_s, now=now_s, forced=forced)
                 votes = voting.votes_from_state(state, rules)
                 net = voting.tally(votes)
                 decided_at = iso(now) if new_state != cand["state"] else cand["decided_at"]

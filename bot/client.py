@@ -118,7 +118,9 @@ class ParodyBot(commands.Bot):
             self._ready_later = asyncio.ensure_future(self._dispatch_when_prepared(event_name, *args, **kwargs))
             return
         if self.vote_sink is not None and event_name in ("raw_reaction_add", "raw_reaction_remove"):
+            # The vote sink is their only reader: no listener lookup or task per event.
             self.vote_sink(args[0], event_name == "raw_reaction_add")
+            return
         super().dispatch(event_name, *args, **kwargs)
 
     async def _dispatch_when_prepared(self, event_name: str, *args, **kwargs) -> None:

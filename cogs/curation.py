@@ -91,7 +91,8 @@ class Curation(commands.Cog):
         self.windows.cancel()
         self._votes.cancel()
         self._deliverer.cancel()
-        for task in self._queue_refresh.values():
+        # Pending message edits would fail once discord.py's HTTP session closes.
+        for task in (*self._queue_refresh.values(), *self._edits):
             task.cancel()
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()

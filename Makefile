@@ -12,7 +12,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[worker,test]"
 	touch $(STAMP)
 
+# An editable install leaves our own modules uncompiled; with PYTHONDONTWRITEBYTECODE
+# set (common, and in our Dockerfile) they would be compiled at every start
+# (bench/startup.py). compileall redoes only what changed.
 install: $(STAMP)
+	@$(VENV)/bin/python -m compileall -q app bot cogs core workers >/dev/null
 
 demo: install
 	$(VENV)/bin/parodybot demo

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import load_dotenv
 
 # pydantic looks for plugins in every installed package's entry points on its
 # first model (TensorFlow's venv has ~150): we use none (PYDANTIC_DISABLE_PLUGINS
@@ -306,6 +305,8 @@ def _load_env(folder: Path) -> None:
     # Secrets may sit in a .env file beside the config; the real environment wins.
     env_file = folder / ".env"
     if env_file.exists():
+        from dotenv import load_dotenv  # only then: it is start-up time (bench/startup.py)
+
         load_dotenv(env_file, override=False)
 
 

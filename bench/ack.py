@@ -154,7 +154,10 @@ async def main_async(args) -> None:
         cfg = write_standin_config(root / "config.toml", standin, [guild.id], log_level="WARNING")
         data = root / "data"
         store = await Store.open(data / "parodybot.sqlite3")  # the persona /generate asks for
-        await store.create_persona(guild.id, "dril", curation_channel_id=curation.id)
+        dril = await store.create_persona(guild.id, "dril", curation_channel_id=curation.id)
+        # A finished training, so /generate queues a job instead of refusing ("no trained model yet").
+        trained = await store.create_job("train", dril["key"], guild.id, {}, None)
+        await store.update_job(trained, state="done")
         await store.close()
         base_env = {k: v for k, v in os.environ.items() if k not in ("PARODYBOT_DATA_DIR", "DISCORD_TOKEN")}
         env = dict(base_env, PARODYBOT_DATA_DIR=str(data), DISCORD_TOKEN=standin.bot_token)

@@ -13,8 +13,8 @@ after the bot went quiet.
 Anchor, same run, same stand-in, the very same stream from the same start
 (the members' reactions are taken back first, untimed): a bare discord.py
 Client that only counts the raw reaction events; the transport's ceiling
-here. The ratio (ours / anchor)
-is the share of the transport's rate that exact tallying keeps.
+here. The ratio (ours / anchor) is the share of the transport's rate that
+exact tallying keeps.
 
 By default the persona has the default vote rules, so candidates get decided
 during the burst and the bot edits their messages as it does for real;

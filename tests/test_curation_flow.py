@@ -333,3 +333,31 @@ async def test_a_failed_job_never_shows_a_secret(world, bot, monkeypatch):
     final = await world.standin.wait_for(
         lambda: (m := world.standin.message(ix.response["id"])) and "failed:" in m["content"] and m, timeout=10)
     assert "[redacted]" in final["content"] and "sekrit" not in final["content"]
+
+
+async def test_stopping_the_bot_while_a_decision_edit_waits_on_discord_logs_no_error(world, bot_handle, caplog):
+    """A candidate is approved and its message edit is still in flight when the bot
+    stops: the edit is dropped quietly (the next start redraws it), not left to fail
+    on discord.py's closed session as an error in the operator's log."""
+    import gc
+    import logging
+
+    bot = await bot_handle.start()
+    await make_persona(bot, world)
+    (first, *_) = (int(m["id"]) for m in await generate(world, bot, count=2))
+    held = world.standin.hold("PATCH", rf"/channels/{world.curation.id}/messages/{first}")
+    for member in (world.bob, world.carol, world.dave):
+        await world.standin.react(member, world.curation, first, "👍")
+    await asyncio.wait_for(held.arrived.wait(), 30)  # the decision's edit is at Discord
+
+    with caplog.at_level(logging.WARNING):
+        await bot_handle.stop()
+        held.release()
+        await asyncio.sleep(0)  # let the released request finish
+        gc.collect()  # a failed task nobody awaited is reported when it is collected
+    # (aiohttp.server is the stand-in, Discord's side, seeing the client go)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name != "aiohttp.server"]
+    assert errors == []
+    row = sqlite3.connect(bot_handle.cfg.db_path).execute(
+        "SELECT state FROM candidates WHERE message_id = ?", (first,)).fetchone()
+    assert row == ("approved",)  # the vote itself was kept

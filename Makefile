@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # An editable install leaves our own modules uncompiled; with PYTHONDONTWRITEBYTECODE
-# set (common, and in our Dockerfile) they would be compiled at every start
+# set (common in containers) they would be compiled at every start
 # (bench/startup.py). compileall redoes only what changed.
 install: $(STAMP)
 	@$(VENV)/bin/python -m compileall -q app bot cogs core workers >/dev/null

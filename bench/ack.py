@@ -155,9 +155,10 @@ async def main_async(args) -> None:
         data = root / "data"
         store = await Store.open(data / "parodybot.sqlite3")  # the persona /generate asks for
         dril = await store.create_persona(guild.id, "dril", curation_channel_id=curation.id)
-        # A finished training, so /generate queues a job instead of refusing ("no trained model yet").
-        trained = await store.create_job("train", dril["key"], guild.id, {}, None)
-        await store.update_job(trained, state="done")
+        # A finished training, so /generate queues a job instead of refusing ("no trained model
+        # yet"); delivered long ago, so the bot has nothing to report about it (as tests/conftest.py's trained()).
+        trained = await store.create_job("train", dril["key"], guild.id, {"steps": 1}, None)
+        await store.update_job(trained, state="done", finished_at="2026-01-01T00:00:00.000000Z", delivered=1)
         await store.close()
         base_env = {k: v for k, v in os.environ.items() if k not in ("PARODYBOT_DATA_DIR", "DISCORD_TOKEN")}
         env = dict(base_env, PARODYBOT_DATA_DIR=str(data), DISCORD_TOKEN=standin.bot_token)

@@ -50,6 +50,9 @@ class ParodyTree(app_commands.CommandTree):
         await interaction.client.prepared.wait()
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage("parodybot's commands work in a server, not in direct messages.")
+        command = interaction.command
+        if interaction.type is discord.InteractionType.application_command and command is not None:
+            await acknowledge(interaction, command)
         return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
@@ -61,6 +64,20 @@ class ParodyTree(app_commands.CommandTree):
                       exc_info=cause)
             text = "Something went wrong on our side; it is in the bot's log. Try again in a minute."
         await refuse(interaction, text)
+
+
+async def acknowledge(interaction: discord.Interaction, command) -> None:
+    """Every command defers ("thinking…") before any work of its own, the way
+    its answer will be seen (extras "private": only by the member). Under a
+    burst of commands, work before the acknowledgement queued every later one
+    behind it (bench/ack.py). The checks (the operator's) run first, so their
+    refusal is never shown to the channel; discord.py runs them again, cheaply."""
+    for check in command.checks:
+        if not await discord.utils.maybe_coroutine(check, interaction):
+            raise app_commands.CheckFailure(f"The check functions for command {command.qualified_name!r} failed.")
+    private = bool(command.extras.get("private"))
+    interaction.extras["public_defer"] = not private
+    await interaction.response.defer(ephemeral=private, thinking=True)
 
 
 async def refuse(interaction: discord.Interaction, text: str) -> None:

@@ -43,10 +43,14 @@ async def guild_persona(interaction: discord.Interaction, name: str) -> dict:
     return await services(interaction).personas.get(interaction.guild_id, name)
 
 
-async def defer_public(interaction: discord.Interaction) -> None:
-    """Defer with a public "thinking" message; a later refusal removes it first."""
-    interaction.extras["public_defer"] = True
-    await interaction.response.defer(thinking=True)
+#: ``extras`` of a command whose answer only the member sees; the rest answer the channel.
+PRIVATE = {"private": True}
+
+
+async def answer(interaction: discord.Interaction, content: str = discord.utils.MISSING, **kwargs) -> None:
+    """The command's answer. It replaces the "thinking…" message every command
+    starts with (bot.client.acknowledge), so it is as private as that was."""
+    await interaction.followup.send(content, **kwargs)
 
 
 def check_fetchable(attachment: discord.Attachment, cfg) -> None:

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import voting
-from cogs.common import defer_public, guild_persona, operator_only, persona_autocomplete, role_ids, services
+from cogs.common import PRIVATE, answer, guild_persona, operator_only, persona_autocomplete, role_ids, services
 from cogs.jobs import render_job
 from core import contract
 
@@ -31,7 +31,6 @@ async def check_then(interaction: discord.Interaction, persona: dict, action: st
         raise contract.BadInput("Only curators (the curator role or Manage Messages) approve at once: leave out "
                                 "`approve` to put it up for a vote")
     await svc.personas.ready_to_generate(persona)  # the copy checks need the dataset a training made
-    await defer_public(interaction)
     cfg = interaction.client.cfg.generation
     platforms = svc.personas.platforms(persona)
     mentions = (persona.get("settings") or {}).get("mentions", cfg.mentions)
@@ -62,14 +61,14 @@ class HandCuration(commands.Cog):
         persona = await svc.personas.by_key(cand["persona"])
         await check_then(interaction, persona, "edit", [text], candidate_id=candidate)
 
-    @candidate_group.command(name="export", description="A persona's candidates and their votes as a CSV file")
+    @candidate_group.command(name="export", description="A persona's candidates and their votes as a CSV file", extras=PRIVATE)
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def export(self, interaction: discord.Interaction, persona: str) -> None:
         record = await guild_persona(interaction, persona)
         data = await services(interaction).candidates.export_csv(record["key"])
-        await interaction.response.send_message(
+        await answer(interaction,
             f"Candidates of **{record['name']}** with their votes (up, down, net score) and states.",
-            file=discord.File(io.BytesIO(data), filename=f"{record['name']}-candidates.csv"), ephemeral=True)
+            file=discord.File(io.BytesIO(data), filename=f"{record['name']}-candidates.csv"))
 
 
 async def setup(bot) -> None:

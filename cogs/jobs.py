@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.charts import loss_curve_png
-from cogs.common import counts_text, duration, job_autocomplete, operator_only, progress_bar, role_ids, services
+from cogs.common import PRIVATE, answer, counts_text, duration, job_autocomplete, operator_only, progress_bar, role_ids, services
 from cogs.render import fit, fit_embed, fit_lines, plain
 from core import contract
 
@@ -229,11 +229,11 @@ class Jobs(commands.Cog):
 
     # --- commands ----------------------------------------------------------
 
-    @app_commands.command(name="jobs", description="Jobs waiting, running and recently finished")
+    @app_commands.command(name="jobs", description="Jobs waiting, running and recently finished", extras=PRIVATE)
     async def jobs_command(self, interaction: discord.Interaction) -> None:
         jobs = await self.jobs.list(interaction.guild_id, limit=15)
         if not jobs:
-            await interaction.response.send_message("No jobs yet. `/train` starts one.", ephemeral=True)
+            await answer(interaction, "No jobs yet. `/train` starts one.")
             return
         lines = []
         for job in jobs:
@@ -241,7 +241,7 @@ class Jobs(commands.Cog):
             extra = f" · step {p['step']}/{p['steps']}" if job["state"] == "running" and p.get("steps") else ""
             lines.append(f"{STATE_ICON.get(job['state'], '')} **#{job['id']}** {job['kind']} "
                          f"{contract.persona_label(job['persona'])} · {job['state']}{extra}")
-        await interaction.response.send_message(fit_lines(lines), ephemeral=True)
+        await answer(interaction, fit_lines(lines))
 
     @app_commands.command(name="cancel", description="Cancel a queued or running job (training saves a checkpoint)")
     @app_commands.describe(job="the job to cancel")
@@ -250,7 +250,7 @@ class Jobs(commands.Cog):
     async def cancel(self, interaction: discord.Interaction, job: int) -> None:
         record = await services(interaction).jobs.cancel(interaction.guild_id, job)
         word = "cancelled" if record["state"] == "cancelled" else "cancelling (the worker saves a checkpoint first)"
-        await interaction.response.send_message(f"Job #{job}: {word}.")
+        await answer(interaction, f"Job #{job}: {word}.")
 
 
 async def setup(bot) -> None:

@@ -7,7 +7,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import guild_persona, operator_only, persona_autocomplete, role_ids
+from cogs.common import PRIVATE, answer, guild_persona, operator_only, persona_autocomplete, role_ids
 from cogs.render import fit_embed, fit_lines, plain
 from core.contract import BadInput
 
@@ -60,23 +60,23 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             interaction.guild_id, name, created_by=interaction.user.id,
             curation_channel_id=(curation_channel.id if curation_channel else interaction.channel_id),
             sources=[{"platform": source, "handle": handle}] if handle else [])
-        await interaction.response.send_message(f"Created **{name}**. Next: `/train`.",
-                                                embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
+        await answer(interaction, f"Created **{name}**. Next: `/train`.",
+                          embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
 
-    @app_commands.command(name="list", description="All personas on this server")
+    @app_commands.command(name="list", description="All personas on this server", extras=PRIVATE)
     async def list_(self, interaction: discord.Interaction) -> None:
         personas = await self.personas.list(interaction.guild_id)
         if not personas:
-            await interaction.response.send_message("No personas yet: `/train handle:...` creates one.", ephemeral=True)
+            await answer(interaction, "No personas yet: `/train handle:...` creates one.")
             return
         lines = [f"**{p['name']}** · {p['state']} · {p['base_model']}" for p in personas]
-        await interaction.response.send_message(fit_lines(lines), ephemeral=True)
+        await answer(interaction, fit_lines(lines))
 
-    @app_commands.command(name="show", description="A persona's settings")
+    @app_commands.command(name="show", description="A persona's settings", extras=PRIVATE)
     @app_commands.autocomplete(name=persona_autocomplete)
     async def show(self, interaction: discord.Interaction, name: str) -> None:
         persona = await guild_persona(interaction, name)
-        await interaction.response.send_message(embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions), ephemeral=True)
+        await answer(interaction, embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
 
     @app_commands.command(name="configure", description="Change a persona's channels, vote rules or targets")
     @app_commands.autocomplete(name=persona_autocomplete)
@@ -101,7 +101,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             persona, role_ids=role_ids(interaction.guild), rules=rules, targets=targets, sources=sources,
             curation_channel_id=curation_channel.id if curation_channel else None,
             log_channel_id=log_channel.id if log_channel else None)
-        await interaction.response.send_message(f"Updated **{name}**.", embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
+        await answer(interaction, f"Updated **{name}**.", embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
 
     @app_commands.command(name="defaults", description="A persona's own generation and import defaults")
     @app_commands.autocomplete(name=persona_autocomplete)
@@ -126,8 +126,8 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
         persona = await self.personas.set_defaults(persona, {
             "mentions": mentions, "prompt": prompt, "top_k": top_k, "seed": seed, "length": length,
             "temperature": temperature, "top_p": top_p, "exclude": exclude}, reset=reset)
-        await interaction.response.send_message(f"Updated **{name}**'s defaults.",
-                                                embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
+        await answer(interaction, f"Updated **{name}**'s defaults.",
+                          embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
 
     @app_commands.command(name="delete", description="Delete a persona from the bot (the worker keeps its data)")
     @app_commands.autocomplete(name=persona_autocomplete)
@@ -137,7 +137,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
         if not confirm:
             raise BadInput(f"This deletes **{name}** and its candidates and votes. Run it again with `confirm: True`.")
         messages = await self.personas.delete(persona)
-        await interaction.response.send_message(f"Deleted **{name}**.")
+        await answer(interaction, f"Deleted **{name}**.")
         self.bot.dispatch("persona_deleted", name, messages)  # its messages say so (cogs/curation.py)
 
 

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.scheduler import next_runs
-from cogs.common import check_fetchable, defer_public, guild_persona, operator_only, persona_autocomplete, services
+from cogs.common import PRIVATE, answer, check_fetchable, guild_persona, operator_only, persona_autocomplete, services
 from cogs.hand_curation import check_then
 from cogs.render import fit, fit_lines, plain
 from core import contract
@@ -140,16 +140,16 @@ class Posting(commands.Cog):
 
     # --- /queue ----------------------------------------------------------------
 
-    @queue_group.command(name="show", description="The approved queue in posting order")
+    @queue_group.command(name="show", description="The approved queue in posting order", extras=PRIVATE)
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def queue_show(self, interaction: discord.Interaction, persona: str) -> None:
         record = await guild_persona(interaction, persona)
         queue, total = await self.posting.queue_page(record["key"], QUEUE_SHOWN)
         if not queue:
-            await interaction.response.send_message(
-                f"The queue of **{persona}** is empty: approve candidates by voting (or `/generate` more).", ephemeral=True)
+            await answer(interaction,
+                f"The queue of **{persona}** is empty: approve candidates by voting (or `/generate` more).")
             return
-        await interaction.response.send_message(render_queue(persona, queue, total), ephemeral=True)
+        await answer(interaction, render_queue(persona, queue, total))
 
     @queue_group.command(name="remove", description="Take a candidate out of the queue (it will not be posted)")
     @app_commands.autocomplete(persona=persona_autocomplete, candidate=queued_autocomplete)
@@ -191,7 +191,7 @@ class Posting(commands.Cog):
         cand = await self.posting.edit_queue(record, candidate, action, by=str(interaction.user))
         text = (f"Removed #{candidate} from the queue of **{persona}**." if action == "remove"
                 else f"#{candidate} is now first in the queue of **{persona}**.")
-        await interaction.response.send_message(text)
+        await answer(interaction, text)
         await self.refresh(cand)
         if action == "remove":  # the others moved up
             for other in await self.posting.queue(record["key"]):
@@ -210,15 +210,15 @@ class Posting(commands.Cog):
         record = await guild_persona(interaction, persona)
         schedule = await self.personas.set_schedule(record, cron=cron, timezone=timezone,
                                                     interval_minutes=interval_minutes, jitter_minutes=jitter_minutes)
-        await interaction.response.send_message(f"**{persona}** now posts {schedule.describe()}.\n"
-                                                + self._next_text(record["key"], schedule))
+        await answer(interaction, f"**{persona}** now posts {schedule.describe()}.\n"
+                          + self._next_text(record["key"], schedule))
 
     @schedule_group.command(name="pause", description="Stop a persona's scheduled posts")
     @app_commands.autocomplete(persona=persona_autocomplete)
     @operator_only
     async def schedule_pause(self, interaction: discord.Interaction, persona: str) -> None:
         await self.personas.pause(await guild_persona(interaction, persona), by=str(interaction.user))
-        await interaction.response.send_message(f"⏸️ **{persona}** is paused: `/schedule resume persona:{persona}` starts it again.")
+        await answer(interaction, f"⏸️ **{persona}** is paused: `/schedule resume persona:{persona}` starts it again.")
 
     @schedule_group.command(name="resume", description="Start a paused persona's scheduled posts again")
     @app_commands.autocomplete(persona=persona_autocomplete)
@@ -226,18 +226,17 @@ class Posting(commands.Cog):
     async def schedule_resume(self, interaction: discord.Interaction, persona: str) -> None:
         record = await guild_persona(interaction, persona)
         schedule = await self.personas.resume(record)
-        await interaction.response.send_message(f"▶️ **{persona}** posts again, {schedule.describe()}.\n"
-                                                + self._next_text(record["key"], schedule))
+        await answer(interaction, f"▶️ **{persona}** posts again, {schedule.describe()}.\n"
+                          + self._next_text(record["key"], schedule))
 
-    @schedule_group.command(name="show", description="A persona's schedule and its next run times")
+    @schedule_group.command(name="show", description="A persona's schedule and its next run times", extras=PRIVATE)
     @app_commands.autocomplete(persona=persona_autocomplete)
     async def schedule_show(self, interaction: discord.Interaction, persona: str) -> None:
         record = await guild_persona(interaction, persona)
         schedule = self.personas.schedule_of(record)
         state = "active" if record["state"] == "active" else f"paused ({record.get('paused_reason') or 'paused'})"
-        await interaction.response.send_message(
-            f"**{persona}** ({state}) posts {schedule.describe()}.\n" + self._next_text(record["key"], schedule),
-            ephemeral=True)
+        await answer(interaction,
+            f"**{persona}** ({state}) posts {schedule.describe()}.\n" + self._next_text(record["key"], schedule))
 
     def _next_text(self, key: str, schedule) -> str:
         now = dt.datetime.now(dt.timezone.utc)
@@ -262,7 +261,6 @@ class Posting(commands.Cog):
         if record["state"] != "active":
             raise contract.BadInput(f"**{persona}** is paused ({record.get('paused_reason') or 'paused'}): "
                                     f"`/schedule resume persona:{persona}` first.")
-        await defer_public(interaction)
         report = await self.scheduler.run(record["key"], "manual")
         text = report.message
         if report.outcome in ("empty", "cap", "busy", "paused"):
@@ -277,7 +275,7 @@ class Posting(commands.Cog):
                            outcome: Literal["posted", "requeue"]) -> None:
         cand = await self.posting.resolve(candidate, outcome, by=str(interaction.user), guild_id=interaction.guild_id)
         word = "marked posted" if outcome == "posted" else "back in the queue"
-        await interaction.response.send_message(
+        await answer(interaction,
             f"Candidate #{cand['id']} of **{contract.persona_label(cand['persona'])}** is {word}.")
         await self.deliver()
 

@@ -5,7 +5,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import persona_autocomplete, services
+from cogs.common import answer, persona_autocomplete, services
 from cogs.render import fit_embed, plain
 
 
@@ -25,7 +25,7 @@ class Stats(commands.Cog):
             embed.add_field(name="Best liked", value="\n".join(
                 f"#{t['id']}{'' if persona else ' ' + t['persona']} ({t['score']:+d}): {plain(t['text'][:80])}"
                 for t in s["top"]), inline=False)
-        await interaction.response.send_message(embed=fit_embed(embed))
+        await answer(interaction, embed=fit_embed(embed))
 
 
 async def setup(bot) -> None:

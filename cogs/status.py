@@ -5,6 +5,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.common import answer
 from cogs.render import EMBED_LIMITS, fit_embed, fit_lines, plain
 
 
@@ -59,7 +60,7 @@ class Status(commands.Cog):
     @app_commands.command(name="status", description="Bot version, uptime, database and the workers")
     async def status(self, interaction: discord.Interaction) -> None:
         report = await self.bot.services.status(interaction.guild_id)
-        await interaction.response.send_message(embed=render_status(report))
+        await answer(interaction, embed=render_status(report))
 
 
 async def setup(bot) -> None:

@@ -7,7 +7,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.common import check_fetchable, defer_public, guild_persona, operator_only, persona_autocomplete, services
+from cogs.common import check_fetchable, guild_persona, operator_only, persona_autocomplete, services
 from bot.jobs import MAX_FOR_VOTES, MAX_TO_FILE
 from cogs.jobs import render_job
 from core import contract
@@ -71,7 +71,6 @@ class Training(commands.Cog):
         await svc.personas.active_training(existing)
         base = await svc.personas.training_base(interaction.guild_id, existing, more_steps=more_steps,
                                                 start_from=start_from)
-        await defer_public(interaction)  # downloading an attachment may take a while
         upload = None
         if file is not None:
             data = await file.read()
@@ -112,15 +111,13 @@ class Training(commands.Cog):
                        to_file: bool = False) -> None:
         svc = services(interaction)
         record = await guild_persona(interaction, persona)
-        await svc.personas.ready_to_generate(record)  # refused privately, before anything public
+        await svc.personas.ready_to_generate(record)
         options = svc.personas.generation_options(record, temperature=temperature, top_p=top_p, top_k=top_k,
                                                   length=length, prompt=prompt, seed=seed)
         count = count or self.bot.cfg.generation.count
         if count > MAX_FOR_VOTES and not to_file:
             raise contract.BadInput(f"at most {MAX_FOR_VOTES} candidates go up for a vote at once: ask fewer, "
                                     f"or use `to_file: True` for up to {MAX_TO_FILE} in a text file")
-        # Acknowledge first: queueing may wait on a busy queue, the 3-second window does not.
-        await defer_public(interaction)
         platforms = svc.personas.platforms(record)
         job = await svc.jobs.generate(record, count=count, platforms=platforms,
                                       blocklist=list(self.bot.cfg.generation.blocklist), to_file=to_file,

@@ -50,8 +50,10 @@ class StandinInteraction:
     """One interaction a member started. Read its fields after the bot acted:
 
     acknowledged, ack_type (4 message, 5 deferred, 6/7 component, 8 autocomplete, 9 modal),
-    ephemeral, response (the original response message as a test view, or None),
-    followups (list of messages), errors (every REST error the stand-in answered
+    response (the answer the member sees, as a test view, or None: the original
+    response message, or where the bot deleted that, the followup it sent after),
+    ephemeral (whether only the member sees that answer), original (the original
+    response message, also once deleted), followups (list of messages), errors (every REST error the stand-in answered
     for this interaction, e.g. {"status": 404, "code": 10062, ...}), error (the
     last one), choices (autocomplete), modal (the modal payload), failed.
     """
@@ -77,7 +79,6 @@ class StandinInteraction:
         self.acknowledged = False
         self.ack_type: Optional[int] = None
         self.ack_delay: Optional[float] = None  # seconds between dispatch and ack
-        self.ephemeral = False
         self.response_id: Optional[int] = None
         self.followup_ids: list[int] = []
         self.errors: list[dict] = []
@@ -115,8 +116,27 @@ class StandinInteraction:
         return None if msg is None else self._standin.state.view_message(msg)
 
     @property
-    def response(self) -> Optional[dict]:
+    def original(self) -> Optional[dict]:
         return self._message(self.response_id)
+
+    def _answer_id(self) -> Optional[int]:
+        """The message the member sees as the answer. A bot that deleted its public
+        "thinking…" message to refuse privately shows its followup in that place."""
+        msg = self._standin.state.messages.get(self.response_id) if self.response_id else None
+        if msg is not None and msg.get("_deleted"):
+            later = [i for i in self.followup_ids if not self._standin.state.messages[i].get("_deleted")]
+            return later[-1] if later else None
+        return self.response_id
+
+    @property
+    def response(self) -> Optional[dict]:
+        return self._message(self._answer_id())
+
+    @property
+    def ephemeral(self) -> bool:
+        mid = self._answer_id()
+        msg = self._standin.state.messages.get(mid) if mid else None
+        return bool(msg and msg.get("_ephemeral"))
 
     @property
     def followups(self) -> list[dict]:
@@ -127,7 +147,8 @@ class StandinInteraction:
             return True
         if self.ack_type == MODAL:
             return True
-        msg = self._standin.state.messages.get(self.response_id) if self.response_id else None
+        mid = self._answer_id()
+        msg = self._standin.state.messages.get(mid) if mid else None
         return bool(msg) and not msg.get("_deleted") and not msg["flags"] & MESSAGE_FLAG_LOADING
 
     # -- waiting -----------------------------------------------------------
@@ -142,7 +163,8 @@ class StandinInteraction:
 
     async def wait_for_response(self, timeout: float = 5.0) -> Optional[dict]:
         """Wait until the member sees an answer: a message (not the "thinking..." state),
-        a deferred-then-edited reply, the first followup after a defer, or a modal.
+        a deferred-then-edited reply, the first followup after a defer, a followup in
+        place of a deleted "thinking..." message, or a modal.
         Returns the response message (None for a modal or deferred component update).
         Raises InteractionFailed as soon as the 3-second window passes without an ack."""
         await self._standin.wait_for(lambda: self.has_visible_response() or self.failed, timeout,

@@ -758,8 +758,8 @@ class Rest:
         ix.ack_type = rtype
         ix.ack_delay = loop_time - (ix.dispatched_at or loop_time)
         msg = self.state.messages.get(ix.response_id) if ix.response_id else None
-        ix.ephemeral = bool(msg and msg.get("_ephemeral"))
-        self.state.record("interaction.ack", id=ix.id, name=ix.name, type=rtype, ephemeral=ix.ephemeral,
+        self.state.record("interaction.ack", id=ix.id, name=ix.name, type=rtype,
+                          ephemeral=bool(msg and msg.get("_ephemeral")),
                           after=round(ix.ack_delay, 3))
         if req.query.get("with_response") not in ("1", "true", "True"):
             return 204, None

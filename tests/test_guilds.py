@@ -53,17 +53,10 @@ async def answer(ix, timeout: float = 10.0) -> tuple[str, bool]:
     """What the member sees last, and whether only they see it: the response, or
     the followup after a deferred one. A public "thinking" message left behind
     fails the test."""
-    def seen():
-        if ix.followups:
-            return ix.followups[-1]
-        return ix.response if ix.has_visible_response() else None
-
-    msg = await ix._standin.wait_for(seen, timeout, what=f"an answer to /{ix.name}")
+    msg = await ix.wait_for_response(timeout)
     if ix.followups:
-        assert not ix.has_visible_response(), "a refusal after a public defer left a public message"
-        ephemeral = bool(msg["flags"] & 64)
-    else:
-        ephemeral = ix.ephemeral
+        assert ix.original["deleted"], "a refusal after a public defer left a public message"
+    ephemeral = ix.ephemeral
     text = msg["content"] or ""
     for embed in msg.get("embeds") or []:
         text += "\n" + (embed.get("title") or "") + "\n" + (embed.get("description") or "")

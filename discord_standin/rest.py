@@ -729,18 +729,18 @@ class Rest:
             ephemeral = bool(int(data.get("flags") or 0) & MESSAGE_FLAG_EPHEMERAL)
             changes = self.compose(ix.channel, data, req.uploads, creating=True, ephemeral=ephemeral)
             msg = self.s._interaction_message(ix, changes, ephemeral=ephemeral, loading=False, original=True)
-            resource["message"] = self._render(msg)
+            resource["message"] = msg
         elif rtype == ixm.DEFERRED_CHANNEL_MESSAGE:
             ephemeral = bool(int(data.get("flags") or 0) & MESSAGE_FLAG_EPHEMERAL)
             msg = self.s._interaction_message(ix, {}, ephemeral=ephemeral, loading=True, original=True)
-            resource["message"] = self._render(msg)
+            resource["message"] = msg
         elif rtype == ixm.UPDATE_MESSAGE:
             target = self.state.messages[ix.message_id]  # type: ignore[index]
             changes = self.compose(ix.channel, data, req.uploads, existing=target, creating=False)
             self.state.edit_message(target, changes)
             self.s._dispatch_message("MESSAGE_UPDATE", target)
             ix.response_id = int(target["id"])
-            resource["message"] = self._render(target)
+            resource["message"] = target
         elif rtype == ixm.DEFERRED_UPDATE_MESSAGE:
             ix.response_id = ix.message_id
         elif rtype == ixm.AUTOCOMPLETE_RESULT:
@@ -763,6 +763,8 @@ class Rest:
                           after=round(ix.ack_delay, 3))
         if req.query.get("with_response") not in ("1", "true", "True"):
             return 204, None
+        if "message" in resource:  # rendered only when asked for: most callbacks want none
+            resource["message"] = self._render(resource["message"])
         interaction = {"id": str(ix.id), "type": ix.type}
         if msg is not None:
             interaction.update(response_message_id=str(msg["id"]),

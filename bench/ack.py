@@ -186,7 +186,7 @@ async def main_async(args) -> None:
 
         def unrecorded_jobs() -> int:
             with contextlib.closing(sqlite3.connect(f"file:{data / 'parodybot.sqlite3'}?mode=ro", uri=True)) as db:
-                return db.execute("SELECT COUNT(*) FROM jobs WHERE message_id IS NULL").fetchone()[0]
+                return db.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'generate' AND message_id IS NULL").fetchone()[0]
 
         async def settle() -> None:
             # /generate stores its message id after the member sees it: let that finish too.

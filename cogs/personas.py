@@ -61,7 +61,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             curation_channel_id=(curation_channel.id if curation_channel else interaction.channel_id),
             sources=[{"platform": source, "handle": handle}] if handle else [])
         await answer(interaction, f"Created **{name}**. Next: `/train`.",
-                          embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
+                     embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
 
     @app_commands.command(name="list", description="All personas on this server", extras=PRIVATE)
     async def list_(self, interaction: discord.Interaction) -> None:
@@ -127,7 +127,7 @@ class Personas(commands.GroupCog, group_name="persona", group_description="Manag
             "mentions": mentions, "prompt": prompt, "top_k": top_k, "seed": seed, "length": length,
             "temperature": temperature, "top_p": top_p, "exclude": exclude}, reset=reset)
         await answer(interaction, f"Updated **{name}**'s defaults.",
-                          embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
+                     embed=describe(persona, self.rules(interaction, persona), self.bot.cfg.generation.mentions))
 
     @app_commands.command(name="delete", description="Delete a persona from the bot (the worker keeps its data)")
     @app_commands.autocomplete(name=persona_autocomplete)

@@ -211,7 +211,7 @@ class Posting(commands.Cog):
         schedule = await self.personas.set_schedule(record, cron=cron, timezone=timezone,
                                                     interval_minutes=interval_minutes, jitter_minutes=jitter_minutes)
         await answer(interaction, f"**{persona}** now posts {schedule.describe()}.\n"
-                          + self._next_text(record["key"], schedule))
+                     + self._next_text(record["key"], schedule))
 
     @schedule_group.command(name="pause", description="Stop a persona's scheduled posts")
     @app_commands.autocomplete(persona=persona_autocomplete)
@@ -227,7 +227,7 @@ class Posting(commands.Cog):
         record = await guild_persona(interaction, persona)
         schedule = await self.personas.resume(record)
         await answer(interaction, f"▶️ **{persona}** posts again, {schedule.describe()}.\n"
-                          + self._next_text(record["key"], schedule))
+                     + self._next_text(record["key"], schedule))
 
     @schedule_group.command(name="show", description="A persona's schedule and its next run times", extras=PRIVATE)
     @app_commands.autocomplete(persona=persona_autocomplete)

@@ -3,9 +3,10 @@
 The bot logs in and opens the gateway first; its own start-up (the services
 of bot/services.py, the cogs, the command sync, the scheduler) runs while
 discord.py waits for the guilds, and ``on_ready`` comes only once it is done.
-A cog always finds the services. Every command's refusals go one way: a
-command raises ``BadInput`` (or fails the operator check) and
-``ParodyTree.on_error`` answers privately.
+A cog always finds the services. Every command is acknowledged in one
+place, before its own work (``acknowledge``, from ``ParodyTree.interaction_check``),
+and its refusals go one way: a command raises ``BadInput`` (or fails the
+operator check) and ``ParodyTree.on_error`` answers privately.
 """
 from __future__ import annotations
 

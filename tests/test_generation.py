@@ -258,3 +258,91 @@ def test_a_prompt_starts_every_candidate(service):
         assert c["settings"]["prompt"] == "Why did the"
     with pytest.raises(BadInput, match="prompt"):
         service.generate("jokes", 1, prompt="x" * 201)
+
+
+# --- fidelity to gpt-2-simple: the same model, the same nucleus ---------------
+
+
+def _gpt_2_simple_greedy(checkpoint_dir: Path, context: list[int], rows: int, length: int):
+    """gpt-2-simple's own ``sample_sequence`` with ``top_k=1`` (its argmax)."""
+    import numpy as np
+    import tensorflow as tf
+    from gpt_2_simple.src import model as gmodel
+    from gpt_2_simple.src import sample as gsample
+
+    hp = gmodel.default_hparams()
+    hp.override_from_dict(json.loads((checkpoint_dir / "hparams.json").read_text()))
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+        ctx = tf.compat.v1.placeholder(tf.int32, [rows, None])
+        out = gsample.sample_sequence(hparams=hp, length=length, context=ctx, batch_size=rows, top_k=1)
+        saver = tf.compat.v1.train.Saver(var_list=tf.compat.v1.global_variables("model"))
+        saver.restore(sess, tf.train.latest_checkpoint(str(checkpoint_dir)) or str(checkpoint_dir / "model.ckpt"))
+        tokens = sess.run(out, {ctx: np.tile(np.asarray(context, np.int32), (rows, 1))})
+    return tokens[:, len(context):]  # sample_sequence returns the context too
+
+
+def test_the_sampler_writes_what_gpt_2_simple_s_model_writes(worker):
+    """Greedy continuations (top_k=1) are a function of the logits alone, so
+    any error in our per-token transformer or its cache shows as a different
+    text. Both loops (the fixed-size one and the any-size one) are checked,
+    on the trained model and on the untrained one (random weights: nearly
+    even logits, so the smallest error changes its argmax)."""
+    from workers.sampler import Sampler
+
+    prompt = "Why did the"
+    for checkpoint_dir in (worker / "checkpoint" / "jokes", worker / "models" / "tiny"):
+        sampler = Sampler(checkpoint_dir, batch_size=4)
+        context = sampler.prefix_tokens + sampler.enc.encode(prompt)
+        for rows in (sampler.batch_size, 3):
+            reference = _gpt_2_simple_greedy(checkpoint_dir, context, rows, 40)
+            text = sampler.enc.decode(reference[0].tolist())
+            if END in text:  # ours stops each sample at its end marker
+                text = text[: text.index(END) + len(END)]
+            batch = sampler.sample(rows, length=40, prompt=prompt, top_k=1, seed=9)
+            assert batch.per_sample == [split_posts(text)] * rows
+        sampler.close()
+
+
+def _nucleus_draws(logits_row, top_p: float, draws: int):
+    """``draws`` tokens from ``_nucleus_sample`` (one row each) and
+    gpt-2-simple's nucleus of the same logits (``top_p_logits``)."""
+    import numpy as np
+    import tensorflow as tf
+    from gpt_2_simple.src import sample as gsample
+
+    from workers.sampler import _nucleus_sample
+
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+        logits = tf.constant(np.tile(np.asarray(logits_row, np.float32), (draws, 1)))
+        tokens = _nucleus_sample(tf, gsample, logits, top_p, tf.constant([7, 0], tf.int64))
+        kept = gsample.top_p_logits(logits[:1], p=top_p)[0] > -1e9
+        tokens, kept = sess.run([tokens, kept])
+    return tokens, set(np.flatnonzero(kept).tolist())
+
+
+def test_nucleus_sampling_draws_from_gpt_2_simple_s_nucleus_in_proportion():
+    import numpy as np
+
+    probs = np.array([0.5, 0.3, 0.15, 0.05])  # at 0.9 the nucleus is the first three
+    tokens, nucleus = _nucleus_draws(np.log(probs), 0.9, 6000)
+    assert nucleus == {0, 1, 2}
+    assert set(tokens.tolist()) == nucleus
+    share = np.bincount(tokens, minlength=4)[:3] / len(tokens)
+    assert np.abs(share - probs[:3] / probs[:3].sum()).max() < 0.02
+    # Ties at the edge: gpt-2-simple keeps every token with the edge's logit.
+    tokens, nucleus = _nucleus_draws([2.0, 2.0, 2.0, 0.0, 0.0], 0.5, 3000)
+    assert nucleus == {0, 1, 2} and set(tokens.tolist()) == nucleus
+
+
+def test_nucleus_sampling_falls_back_to_the_sort_when_no_draw_is_in_it():
+    """A nucleus of one token holding 5% of the mass: most rows' four draws
+    all miss it, and the sort decides those rows."""
+    import numpy as np
+
+    logits = np.zeros(50)
+    logits[17] = np.log(0.05 * 49 / 0.95)  # token 17: 5%, the other 49 share 95%
+    tokens, nucleus = _nucleus_draws(logits, 0.01, 400)
+    assert nucleus == {17}
+    assert set(tokens.tolist()) == {17}

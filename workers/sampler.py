@@ -7,10 +7,14 @@ size and length into it, and always runs ``length`` steps. Here:
 * one ``tf.Graph`` and ``tf.compat.v1.Session`` per loaded model (several
   can coexist), the graph built at load and then finalized, so no call can
   add an op;
-* the transformer is gpt-2-simple's own (``gpt_2_simple.src.model.model``
-  with the cached ``past``), the truncation its ``sample.top_p_logits``,
-  the weights restored with ``tf.compat.v1.train.Saver`` from the same
-  checkpoints;
+* the transformer is gpt-2-simple's: its ``model.model`` over the context,
+  and for each new token its own ``norm``, ``conv1d`` and ``mlp`` on the
+  same variables, with the key/value cache in one tensor that grows once a
+  step (its ``model(past=...)`` copies the whole cache about four times a
+  token); the weights are restored with ``tf.compat.v1.train.Saver`` from
+  the same checkpoints and read once per call, not once per token;
+* the nucleus is gpt-2-simple's (``sample.top_p_logits``), sampled without
+  sorting the vocabulary at every step (``_nucleus_sample``);
 * temperature, top_p (0 = off, as in gpt-2-simple), top_k (0 = off), the
   batch size (rows of the fed context), the length, the posts per sample,
   a prompt (the context after the start marker) and the random seed are fed
@@ -265,6 +269,7 @@ class Sampler:
                                 tf.where(self.top_p > 0.0, self.top_p, 2.0)])  # top_p 0 = off, as in gpt-2-simple
             iparams = tf.stack([self.posts, self.give_up_graphemes, self.give_up_weighted, self.length, self.top_k])
             self._paths = {}
+            self._reads = {}
             for rows in ([batch_size] if batch_size else []) + [None]:
                 with tf.compat.v1.name_scope(f"rows_{rows or 'any'}"):
                     self._paths[rows] = self._build(tf, gmodel, gsample, table, end_t.shape[1],
@@ -287,31 +292,82 @@ class Sampler:
             self.sample(rows or 1, length=2)
         self.calls = 0
 
+    def _read_once(self, getter, name, *args, **kwargs):
+        """A variable's value, read once per call outside the sampling loop.
+
+        Read inside the loop, every step re-reads all ~150 weights, and
+        ``tf.gather`` on the embedding variable (``ResourceGather``) puts
+        that variable in copy-on-read mode, so each step also copied the
+        whole embedding (154 MB on the 124M model). The first use of each
+        variable is the context pass, outside the loop; the loop body gets
+        that same tensor.
+        """
+        var = getter(name, *args, **kwargs)
+        if name not in self._reads:
+            self._reads[name] = var.read_value() if hasattr(var, "read_value") else var
+        return self._reads[name]
+
     def _build(self, tf, gmodel, gsample, table, n_end: int, n_start: int, fparams, iparams,
                rows: int | None) -> dict:
         """One sampling loop; ``rows`` fixes the batch size (None: any)."""
         hp = self.hparams
         context = tf.compat.v1.placeholder(tf.int32, [rows, None], name="context")
         batch = rows if rows else tf.shape(context)[0]
+        heads, width = hp.n_head, hp.n_embd // hp.n_head
+        own_weights = lambda: tf.compat.v1.variable_scope(  # noqa: E731
+            tf.compat.v1.get_variable_scope(), custom_getter=self._read_once)
 
-        def step(tokens, past=None):
-            out = gmodel.model(hparams=hp, X=tokens, past=past, reuse=tf.compat.v1.AUTO_REUSE)
-            presents = out["present"]
-            presents.set_shape(gmodel.past_shape(hparams=hp, batch_size=rows))
-            return out["logits"][:, :, :hp.n_vocab], presents
+        def context_pass(tokens):
+            """gpt-2-simple's model over the context; its keys and values as
+            the cache: [layer, key/value, rows, heads, tokens, width]."""
+            with own_weights():
+                present = gmodel.model(hparams=hp, X=tokens, reuse=tf.compat.v1.AUTO_REUSE)["present"]
+            return tf.transpose(present, [1, 2, 0, 3, 4, 5])
+
+        def decode(tok, position, cache):
+            """One token per row through the transformer: gpt-2-simple's
+            model (same variables, norm, conv1d, mlp) with the cache in the
+            layout above, where a layer's keys or values are a slice of the
+            first two axes (no copy). Its ``model(past=...)`` unstacks,
+            concatenates and restacks the whole cache in every layer; here
+            each layer attends to the cache and to its new token apart, and
+            the step grows the cache once. One query token needs no mask."""
+            new_kv = []
+            with own_weights(), tf.compat.v1.variable_scope("model", reuse=True):
+                wte = tf.compat.v1.get_variable("wte", [hp.n_vocab, hp.n_embd])
+                wpe = tf.compat.v1.get_variable("wpe", [hp.n_ctx, hp.n_embd])
+                h = (tf.gather(wte, tok) + tf.gather(wpe, position))[:, tf.newaxis, :]  # [rows, 1, embd]
+                for layer, (old_k, old_v) in enumerate(tf.unstack(layer_kv, axis=0)
+                                                       for layer_kv in tf.unstack(cache, axis=0)):
+                    with tf.compat.v1.variable_scope(f"h{layer}"):
+                        x = gmodel.norm(h, "ln_1")
+                        with tf.compat.v1.variable_scope("attn"):
+                            qkv = gmodel.conv1d(x, "c_attn", hp.n_embd * 3)
+                            q, k, v = tf.unstack(tf.reshape(qkv, [batch, 3, heads, 1, width]), axis=1)
+                            q = q * (width ** -0.5)
+                            w = tf.nn.softmax(tf.concat([tf.matmul(q, old_k, transpose_b=True),
+                                                         tf.reduce_sum(q * k, axis=-1, keepdims=True)], axis=-1))
+                            a = tf.matmul(w[..., :-1], old_v) + w[..., -1:] * v
+                            a = tf.reshape(a, [batch, 1, hp.n_embd])  # merge heads (1 token)
+                            h = h + gmodel.conv1d(a, "c_proj", hp.n_embd)
+                        h = h + gmodel.mlp(gmodel.norm(h, "ln_2"), "mlp", hp.n_embd * 4, hparams=hp)
+                        new_kv.append(tf.stack([k, v]))
+                h = gmodel.norm(h, "ln_f")
+                logits = tf.matmul(h[:, 0, :], wte, transpose_b=True)[:, :hp.n_vocab]
+            return logits, tf.concat([cache, tf.stack(new_kv)], axis=4)
 
         with tf.compat.v1.name_scope("sample_sequence"):
-            _, past0 = step(context[:, :-1])
+            cache0 = context_pass(context[:, :-1])
+            first_position = tf.shape(context)[1] - 1  # of the context's last token, the first fed to decode
 
-            def body(i, past, prev, out_ta, state):
+            def body(i, cache, prev, out_ta, state):
                 temperature, top_p = tf.unstack(fparams)
                 posts, max_graphemes, max_weighted, _, top_k = tf.unstack(iparams)
-                logits, presents = step(prev[:, tf.newaxis], past=past)
-                logits = logits[:, -1, :] / temperature
+                logits, cache = decode(prev, first_position + i, cache)
+                logits = logits / temperature
                 logits = tf.cond(top_k > 0, lambda: _top_k_logits(tf, logits, top_k), lambda: logits)
-                logits = gsample.top_p_logits(logits, p=top_p)  # gpt-2-simple's nucleus truncation
                 seed = self.seed + tf.stack([tf.constant(0, tf.int64), tf.cast(i, tf.int64)])
-                tok = tf.squeeze(tf.random.stateless_categorical(logits, 1, seed=seed, dtype=tf.int32), axis=[1])
+                tok = _nucleus_sample(tf, gsample, logits, top_p, seed)
                 # Per sample: marker matchers, ends so far, lower bounds of the
                 # current post's graphemes (g) and X weight (xt: finished words,
                 # xw: the word in progress), done flag, step it was done at.
@@ -337,22 +393,21 @@ class Sampler:
                 stop = tf.where(tf.equal(done, 0) & now, i + 1, stop)
                 done = tf.maximum(done, tf.cast(now, tf.int32))
                 state = tf.stack([es, ss, ends, g, xt, xw, done, stop], axis=1)
-                return i + 1, tf.concat([past, presents], axis=-2), tok, out_ta.write(i, tok), state
+                return i + 1, cache, tok, out_ta.write(i, tok), state
 
-            def cond(i, past, prev, out_ta, state):
+            def cond(i, cache, prev, out_ta, state):
                 return (i < iparams[3]) & tf.logical_not(tf.reduce_all(state[:, 6] > 0))
 
             zeros = tf.zeros([batch], tf.int32)
             state0 = tf.stack([tf.fill([batch], self.end_state0), tf.fill([batch], self.start_state0),
                                zeros, zeros, zeros, zeros, zeros, tf.fill([batch], self.length)], axis=1)
             loop_vars = (
-                tf.constant(0), past0, context[:, -1],
+                tf.constant(0), cache0, context[:, -1],
                 tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None])),
                 state0,
             )
             shapes = (
-                tf.TensorShape([]), tf.TensorShape(gmodel.past_shape(hparams=hp, batch_size=rows)),
-                tf.TensorShape([rows]), tf.TensorShape(None), tf.TensorShape([rows, 8]),
+                tf.TensorShape([]), tf.TensorShape([hp.n_layer, 2, rows, heads, None, width]), tf.TensorShape([rows]), tf.TensorShape(None), tf.TensorShape([rows, 8]),
             )
             steps, _, _, out_ta, state = tf.while_loop(cond=cond, body=body, loop_vars=loop_vars,
                                                        shape_invariants=shapes)
@@ -433,6 +488,40 @@ class Sampler:
 
     def close(self) -> None:
         self.sess.close()
+
+
+NUCLEUS_DRAWS = 4
+
+
+def _nucleus_sample(tf, gsample, logits, top_p, seed):
+    """One token per row from gpt-2-simple's nucleus (``top_p_logits``)
+    without sorting the vocabulary.
+
+    gpt-2-simple keeps token ``t`` iff the probability of the tokens with a
+    strictly higher logit is below ``top_p`` (its exclusive cumsum over the
+    sorted logits, ties included). Sampling from the full distribution and
+    taking the first draw that passes that test is sampling from the
+    nucleus exactly; the nucleus holds at least ``top_p`` of the mass, so
+    with 4 draws a row has no passing draw at most ``(1 - top_p)^4`` of the
+    time (1e-4 at 0.9), and then gpt-2-simple's own sort decides that row.
+    The test is one pass over the vocabulary per draw, where the sort was
+    the costliest op of a step (9 ms of 73 on the 124M model at batch 4).
+    """
+    probs = tf.nn.softmax(logits)
+    draws = tf.random.stateless_categorical(logits, NUCLEUS_DRAWS, seed=seed, dtype=tf.int32)  # [rows, draws]
+    drawn = tf.gather(logits, draws, batch_dims=1)
+    higher = tf.reduce_sum(tf.where(logits[:, tf.newaxis, :] > drawn[:, :, tf.newaxis],
+                                    probs[:, tf.newaxis, :], 0.0), axis=-1)
+    ok = higher < top_p
+    found = tf.reduce_any(ok, axis=1)
+    tok = tf.gather(draws, tf.argmax(tf.cast(ok, tf.int32), axis=1, output_type=tf.int32), batch_dims=1)
+
+    def sorted_nucleus():
+        nucleus = gsample.top_p_logits(logits, p=top_p)
+        again = tf.random.stateless_categorical(nucleus, 1, seed=seed + [1, 0], dtype=tf.int32)[:, 0]
+        return tf.where(found, tok, again)
+
+    return tf.cond(tf.reduce_all(found), lambda: tok, sorted_nucleus)
 
 
 def _top_k_logits(tf, logits, k):

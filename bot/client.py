@@ -113,6 +113,10 @@ class ParodyBot(commands.Bot):
         # Nothing the bot sends pings anyone: candidate texts, echoed input and
         # log lines may hold @everyone or mentions.
         kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        # No message cache: nothing reads one (votes are raw events), and with the
+        # candidates cached every reaction also updated the cached message and
+        # dispatched a reaction_add nobody listens to.
+        kwargs.setdefault("max_messages", None)
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          tree_cls=ParodyTree, **kwargs)
         self.cfg = cfg

@@ -407,7 +407,8 @@ class Sampler:
                 state0,
             )
             shapes = (
-                tf.TensorShape([]), tf.TensorShape([hp.n_layer, 2, rows, heads, None, width]), tf.TensorShape([rows]), tf.TensorShape(None), tf.TensorShape([rows, 8]),
+                tf.TensorShape([]), tf.TensorShape([hp.n_layer, 2, rows, heads, None, width]),
+                tf.TensorShape([rows]), tf.TensorShape(None), tf.TensorShape([rows, 8]),
             )
             steps, _, _, out_ta, state = tf.while_loop(cond=cond, body=body, loop_vars=loop_vars,
                                                        shape_invariants=shapes)
@@ -518,7 +519,8 @@ def _nucleus_sample(tf, gsample, logits, top_p, seed):
 
     def sorted_nucleus():
         nucleus = gsample.top_p_logits(logits, p=top_p)
-        again = tf.random.stateless_categorical(nucleus, 1, seed=seed + [1, 0], dtype=tf.int32)[:, 0]
+        # A seed no step of any call uses (steps are (seed, step) with step < n_ctx).
+        again = tf.random.stateless_categorical(nucleus, 1, seed=seed + [0, 1 << 40], dtype=tf.int32)[:, 0]
         return tf.where(found, tok, again)
 
     return tf.cond(tf.reduce_all(found), lambda: tok, sorted_nucleus)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 CACHE = Path(os.environ.get("PARODYBOT_BENCH_CACHE", Path.home() / ".cache" / "parodybot-bench"))
+
+
+def run_child(cmd: list[str], what: str, **kwargs) -> tuple[dict, list[str]]:
+    """Run one measurement in a fresh process; its result is the JSON it
+    prints on a ``RESULT `` line. Returns (result, its other stdout lines)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    lines = proc.stdout.splitlines()
+    found = [json.loads(x[len("RESULT "):]) for x in lines if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not found:
+        sys.exit(f"{what} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return found[-1], [x for x in lines if not x.startswith("RESULT ")]
 
 
 def rss_mb() -> float:

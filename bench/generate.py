@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import CACHE, REPO, joke_corpus, ratio_line, rss_mb
+from _common import CACHE, REPO, joke_corpus, ratio_line, rss_mb, run_child
 
 PREFIX = "<|startoftext|>"
 END = "<|endoftext|>"
@@ -253,14 +253,10 @@ def child_ours(spec: dict) -> dict:
     return out
 
 
-def run_child(kind: str, spec: dict) -> dict:
+def run_side(kind: str, spec: dict) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--spec", json.dumps(spec)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    sys.exit(f"child {kind} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return run_child(cmd, f"child {kind}", env=env, cwd=tempfile.gettempdir())[0]
 
 
 # --- reporting ------------------------------------------------------------------
@@ -328,8 +324,8 @@ def main() -> None:
     # goes), keep each side's best round; then one drift run each.
     rounds_a, rounds_o = [], []
     for _ in range(args.rounds):
-        rounds_a.append(run_child("anchor", dict(anchor_spec, throughput=200, drift_calls=0)))
-        rounds_o.append(run_child("ours", dict(ours_spec, drift_calls=0)))
+        rounds_a.append(run_side("anchor", dict(anchor_spec, throughput=200, drift_calls=0)))
+        rounds_o.append(run_side("ours", dict(ours_spec, drift_calls=0)))
     pick = lambda rounds, key: max(rounds, key=lambda r: rate(r[key], "candidates"))
     anchor_a, ours_a = pick(rounds_a, "throughput"), pick(rounds_o, "throughput")
     at, ot = anchor_a["throughput"], ours_a["throughput"]
@@ -341,8 +337,8 @@ def main() -> None:
     print(describe("anchor gpt-2-simple generate(nsamples=200, batch_size=20)", at))
     print(describe("ours GenerationService.generate(n=300), batch 20, posts harvested per sample", ot))
     print(describe("ours, one post per sample (the seed's semantics, early stop only)", o1))
-    drift_a = run_child("anchor", dict(anchor_spec, throughput=0, drift_calls=args.drift_calls))
-    drift_o = run_child("ours", dict(ours_spec, throughput=20, throughput_one_post=1,
+    drift_a = run_side("anchor", dict(anchor_spec, throughput=0, drift_calls=args.drift_calls))
+    drift_o = run_side("ours", dict(ours_spec, throughput=20, throughput_one_post=1,
                                      drift_calls=args.drift_calls))
     print(f"  ours steps per batch (of {LENGTH}): harvesting {ot['steps'][:8]}..., one post {o1['steps'][:8]}...")
     tok_a = 1000 * at["run_seconds"] / at["slots"]
@@ -368,9 +364,9 @@ def big(args) -> None:
     if True:
         md = prepare_random_124m(CACHE, args.fresh)
         spec_b = {"batch": 4, "length": 40, "drift_calls": args.big_calls}
-        anchor_b = run_child("anchor", {"where": {"model_name": md.name, "model_dir": str(md.parent)},
+        anchor_b = run_side("anchor", {"where": {"model_name": md.name, "model_dir": str(md.parent)},
                                         "drift_nsamples": 4, **spec_b})
-        ours_b = run_child("ours", {"model_dir": str(md), **spec_b})
+        ours_b = run_side("ours", {"model_dir": str(md), **spec_b})
         ab, ob = anchor_b["drift"], ours_b["drift"]
         run_a = statistics.median(1000 * c["run_seconds"] / c["slots"] for c in ab)
         run_o = statistics.median(1000 * c["run_seconds"] / c["slots"] for c in ob)

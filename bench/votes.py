@@ -39,14 +39,13 @@ import logging
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import _common  # noqa: F401  (puts the repo on sys.path)
 import discord
-from _common import joke_corpus, ratio_line, standin_discord_section
+from _common import joke_corpus, ratio_line, run_child, standin_discord_section
 
 from core.config import Config
 from discord_standin import DiscordStandin
@@ -246,22 +245,18 @@ def main() -> None:
              str(args.candidates), "--members", str(args.members)] + ([] if args.decisions else ["--no-decisions"])
     results = []
     for i in range(args.rounds):
-        proc = subprocess.run(child, capture_output=True, text=True)
-        lines = proc.stdout.splitlines()
-        found = [json.loads(x[len("RESULT "):]) for x in lines if x.startswith("RESULT ")]
-        if proc.returncode != 0 or not found:
-            sys.exit(f"round {i + 1} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        result, lines = run_child(child, f"round {i + 1}")
         if i == 0:
             print(lines[0])  # what the rounds are
-        print(f"round {i + 1}: " + "; ".join(x for x in lines[1:] if not x.startswith("RESULT ")))
-        results.append(found[0])
+        print(f"round {i + 1}: " + "; ".join(lines[1:]))
+        results.append(result)
     ours, anchor = max(r["ours"] for r in results), max(r["anchor"] for r in results)
-    lost = sum(r["lost"] + r["row_diff"] for r in results)
+    lost, rows = sum(r["lost"] for r in results), sum(r["row_diff"] for r in results)
     per_round = ", ".join(f"{r['ours']:.0f}/{r['anchor']:.0f}" for r in results)
     print(f"per round (ours / anchor events/s): {per_round}; "
           f"median of the rounds' ratios {statistics.median(r['ours'] / r['anchor'] for r in results):.3f}")
     print(f"events {args.events} x {args.rounds} rounds, best round: ours {ours:.0f} events/s, anchor {anchor:.0f} "
-          f"events/s; lost {lost}; tallies exact in {sum(r['exact'] for r in results)}/{len(results)} rounds")
+          f"events/s; lost {lost}, reaction rows differing {rows}; tallies exact in {sum(r['exact'] for r in results)}/{len(results)} rounds")
     print(ratio_line("votes", ours, anchor, "events/s", ours / anchor))
 
 

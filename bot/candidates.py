@@ -7,11 +7,11 @@ a burst of reaction events ends with exact tallies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import datetime as dt
 import logging
+import time
 from typing import Awaitable, Callable, Iterable, Mapping, NamedTuple
 
 from bot import voting
@@ -48,6 +48,7 @@ def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mappi
 
 
 MAX_CURATED = 1000  # posts one curated list may bring
+VOTE_BATCH_GAP_S = 0.02  # under a burst of reactions, one batch of votes at most this often
 
 
 class ReactionEvent(NamedTuple):
@@ -64,13 +65,23 @@ class ReactionEvent(NamedTuple):
     manage_messages: bool = False
 
 
+class _Tally:
+    """One candidate's counted reactions (member -> vote emoji), kept in step
+    with its rows in the reactions table, and their net under ``rules``."""
+
+    __slots__ = ("reactions", "rules", "net")
+
+    def __init__(self, reactions: dict[int, set], rules: voting.VoteRules):
+        self.reactions, self.rules, self.net = reactions, rules, voting.net_score(reactions, rules)
+
+
 class CandidateService:
     def __init__(self, store: Store, clock: Callable[[], dt.datetime] = utcnow):
         self.store = store
         self.clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
         self._refs: dict[int, tuple[int, str, int]] = {}  # message id -> (candidate id, persona key, guild id)
-        self._state: dict[int, dict[int, set]] = {}  # candidate id -> member -> vote emoji (the reactions table)
+        self._tallies: dict[int, _Tally] = {}  # candidate id -> its reactions as counted (the reactions table)
         self._events: asyncio.Queue[ReactionEvent] = asyncio.Queue()
 
     def lock(self, candidate_id: int) -> asyncio.Lock:
@@ -112,7 +123,7 @@ class CandidateService:
                 before = await self.store.edit_candidate(
                     cand["id"], passed[0][0], job_id=job["id"], edited_by=job.get("requested_by"),
                     created_at=iso(now), voting_ends_at=iso(now + dt.timedelta(hours=rules.window_hours)))
-                self._state.pop(cand["id"], None)  # its reactions so far count no more
+                self._tallies.pop(cand["id"], None)  # its reactions so far count no more
                 if before and before["message_id"]:
                     self._refs.pop(before["message_id"], None)
             out["edited"] = await self.store.get_candidate(cand["id"])
@@ -188,10 +199,11 @@ class CandidateService:
     async def consume(self, rules_of: Callable[[str], Awaitable[voting.VoteRules]],
                       on_applied: Callable[[dict, bool], None]) -> None:
         """Apply reaction events in arrival order, all that are waiting in one
-        transaction: a burst costs a few writes, not a few per reaction.
+        write: a burst costs a few writes, not a few per reaction.
         `on_applied(candidate, state changed)` runs for each candidate touched."""
         while True:
             events = [await self._events.get()]
+            began = time.monotonic()
             while not self._events.empty():
                 events.append(self._events.get_nowait())
             try:
@@ -201,20 +213,34 @@ class CandidateService:
                 continue
             for cand, changed in results:
                 on_applied(cand, changed)
+            # Under a burst the next batch gathers for a moment: each batch costs
+            # the event loop two trips to SQLite's thread whatever its size (a
+            # lone vote still goes at once: the wait is after a batch, not before).
+            left = VOTE_BATCH_GAP_S - (time.monotonic() - began)
+            if left > 0:
+                await asyncio.sleep(left)
 
     async def apply(self, events: list[ReactionEvent],
                     rules_of: Callable[[str], Awaitable[voting.VoteRules]]) -> list[tuple[dict, bool]]:
         """Events in arrival order -> [(candidate, state changed)], written in one transaction.
         On a removal `member_roles` is None (Discord sends no member then): a
-        removal only ever undoes what was counted."""
+        removal only ever undoes what was counted.
+
+        A batch costs in proportion to its events, not to the members who voted
+        before: under a burst of thousands a second the batches are small and many,
+        and a recount per candidate per batch was most of the bot's work (bench/votes.py)."""
         per_candidate: dict[int, list[tuple]] = {}
         rules_of_candidate: dict[int, voting.VoteRules] = {}
+        rules_of_persona: dict[str, voting.VoteRules] = {}  # asked once per batch
         for ev in events:
-            ref = await self._candidate_ref(ev.message_id)
+            ref = self._refs.get(ev.message_id) or await self._candidate_ref(ev.message_id)
             if ref is None or ref[2] != ev.guild_id:
                 continue
             cand_id, persona, _ = ref
-            rules = rules_of_candidate[cand_id] = await rules_of(persona)
+            rules = rules_of_persona.get(persona)
+            if rules is None:
+                rules = rules_of_persona[persona] = await rules_of(persona)
+            rules_of_candidate[cand_id] = rules
             forced = None
             if ev.added and ev.emoji in (rules.force_approve_emoji, rules.force_reject_emoji):
                 allowed = voting.may_force(ev.member_is_bot, ev.member_roles or (), rules,
@@ -230,42 +256,51 @@ class CandidateService:
         if not per_candidate:
             return []
         ids = sorted(per_candidate)
-        async with contextlib.AsyncExitStack() as locks:
+        held = []
+        try:
             for cand_id in ids:  # always in id order: no deadlock with one-candidate holders
-                await locks.enter_async_context(self.lock(cand_id))
+                lock = self.lock(cand_id)
+                await lock.acquire()
+                held.append(lock)
             writes, results = [], []
-            current = {c["id"]: c for c in await self.store.candidates(ids=ids, limit=len(ids))}  # one read
+            current = await self.store.vote_targets(ids)  # one read
+            now = self.clock()
+            now_s, now_iso = now.timestamp(), iso(now)
             for cand_id in ids:
                 cand = current.get(cand_id)
                 if cand is None:  # deleted meanwhile
                     continue
-                if cand_id not in self._state:
-                    self._state[cand_id] = await self.store.member_reactions(cand_id)
-                state, rules = self._state[cand_id], rules_of_candidate[cand_id]
+                rules = rules_of_candidate[cand_id]
+                tally = self._tallies.get(cand_id)
+                if tally is None:
+                    tally = self._tallies[cand_id] = _Tally(await self.store.member_reactions(cand_id), rules)
+                elif tally.rules is not rules and tally.rules != rules:  # the persona's rules changed
+                    tally = self._tallies[cand_id] = _Tally(tally.reactions, rules)
                 rows = {}
-                now = self.clock()
-                started_s, now_s = parse_iso(cand["created_at"]).timestamp(), now.timestamp()  # once, not per event
+                started_s = parse_iso(cand["created_at"]).timestamp()
                 new_state = cand["state"]
-                net = voting.net_score(state, rules)
                 for member_id, emoji, added, forced in per_candidate[cand_id]:
                     if forced is None:
-                        net += voting.change_reaction(state, member_id, emoji, added, rules)
+                        tally.net += voting.change_reaction(tally.reactions, member_id, emoji, added, rules)
                         rows[(member_id, emoji)] = added
                     # Decide after every event, as if each had come alone: a threshold
                     # reached mid-batch counts, and decisions are final.
-                    new_state = voting.next_state(new_state, net, rules,
+                    new_state = voting.next_state(new_state, tally.net, rules,
                                                     voting_started_at=started_s, now=now_s, forced=forced)
-                votes = voting.votes_from_state(state, rules)
-                net = voting.tally(votes)
-                decided_at = iso(now) if new_state != cand["state"] else cand["decided_at"]
-                writes.append((cand_id, rows, votes, net, new_state, decided_at))
-                results.append((dict(cand, score=net, state=new_state, decided_at=decided_at), new_state != cand["state"]))
+                votes = {m: voting.member_vote(tally.reactions.get(m, ()), rules) for m, _ in rows}
+                decided_at = now_iso if new_state != cand["state"] else cand["decided_at"]
+                writes.append((cand_id, rows, votes, tally.net, new_state, decided_at))
+                results.append((dict(cand, score=tally.net, state=new_state, decided_at=decided_at),
+                                new_state != cand["state"]))
             try:
                 await self.store.record_votes(writes)
             except Exception:
                 for cand_id in ids:  # memory went ahead of the database: reload next time
-                    self._state.pop(cand_id, None)
+                    self._tallies.pop(cand_id, None)
                 raise
+        finally:
+            for lock in held:
+                lock.release()
         return results
 
     async def _candidate_ref(self, message_id: int) -> tuple[int, str, int] | None:
@@ -290,7 +325,7 @@ class CandidateService:
             users_by_emoji, eligible, forced = await read_reactions()
             state = voting.state_from_reactions(users_by_emoji, rules, eligible)
             await self.store.replace_reactions(cand["id"], state)
-            self._state[cand["id"]] = state
+            self._tallies[cand["id"]] = _Tally(state, rules)
             cand = await self.store.get_candidate(cand["id"])
             return await self._decide(cand, state, rules, forced)
 
@@ -317,9 +352,15 @@ class CandidateService:
         may already be in the channel) or None."""
         return await self.store.claim_delivery(candidate_id, channel_id, iso(self.clock()))
 
-    async def set_message(self, candidate_id: int, message_id: int) -> None:
+    async def set_message(self, candidate_id: int, message_id: int, rules: voting.VoteRules) -> None:
+        """Its message is sent: from now on reactions to it are its votes."""
         await self.store.record_delivery(candidate_id, message_id)
         self._refs.pop(message_id, None)
+        # Ready for the first vote now, so a burst of votes on new candidates reads
+        # nothing per candidate (bench/votes.py).
+        await self._candidate_ref(message_id)
+        async with self.lock(candidate_id):
+            self._tallies[candidate_id] = _Tally(await self.store.member_reactions(candidate_id), rules)
 
     async def to_reconcile(self) -> list[dict]:
         """Candidates whose votes still matter (voting, and approved: their score orders the queue)."""

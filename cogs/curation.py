@@ -181,7 +181,7 @@ class Curation(commands.Cog):
                 position = await self.service.queue_position(cand)  # approved at once by hand: its place
                 message = await channel.send(embed=render_candidate(cand, rules, position))
                 fault("after_candidate_message")
-            await self.service.set_message(cand["id"], message.id)
+            await self.service.set_message(cand["id"], message.id, rules)
             for emoji in rules.vote_emojis:  # adding one that is there already changes nothing
                 await message.add_reaction(emoji)
 

@@ -133,6 +133,10 @@ class ParodyBot(commands.Bot):
     vote_sink = None  # (payload, added) -> None, set by cogs/curation.py
 
     def dispatch(self, event_name: str, /, *args, **kwargs) -> None:
+        if event_name == "socket_event_type":
+            # discord.py sends one for every gateway event and nothing of ours listens:
+            # looking for listeners cost 10 µs a reaction in a burst (bench/votes.py).
+            return
         if event_name == "connect":
             self._connected.set()
         if event_name == "ready" and not self.prepared.is_set():

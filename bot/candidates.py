@@ -49,6 +49,7 @@ def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mappi
 
 MAX_CURATED = 1000  # posts one curated list may bring
 VOTE_BATCH_GAP_S = 0.02  # under a burst of reactions, one batch of votes at most this often
+VOTE_VIEWS_FRESH_S = 1.0  # candidates' states kept between batches at most this long
 
 
 class ReactionEvent(NamedTuple):
@@ -83,6 +84,11 @@ class CandidateService:
         self._refs: dict[int, tuple[int, str, int]] = {}  # message id -> (candidate id, persona key, guild id)
         self._tallies: dict[int, _Tally] = {}  # candidate id -> its reactions as counted (the reactions table)
         self._events: asyncio.Queue[ReactionEvent] = asyncio.Queue()
+        # What a vote needs of each candidate (Store.vote_targets), kept between batches
+        # while this process wrote nothing else, and at most VOTE_VIEWS_FRESH_S.
+        self._views: dict[int, dict] = {}
+        self._views_writes = -1  # Store.writes when they were read (or last written by us)
+        self._views_since = 0.0
 
     def lock(self, candidate_id: int) -> asyncio.Lock:
         return self._locks.setdefault(candidate_id, asyncio.Lock())
@@ -263,7 +269,7 @@ class CandidateService:
                 await lock.acquire()
                 held.append(lock)
             writes, results = [], []
-            current = await self.store.vote_targets(ids)  # one read
+            current = await self._vote_views(ids)
             now = self.clock()
             now_s, now_iso = now.timestamp(), iso(now)
             for cand_id in ids:
@@ -289,19 +295,44 @@ class CandidateService:
                                                     voting_started_at=started_s, now=now_s, forced=forced)
                 votes = {m: voting.member_vote(tally.reactions.get(m, ()), rules) for m, _ in rows}
                 decided_at = now_iso if new_state != cand["state"] else cand["decided_at"]
-                writes.append((cand_id, rows, votes, tally.net, new_state, decided_at))
+                writes.append((cand_id, rows, votes, tally.net, cand["state"], new_state, decided_at))
                 results.append((dict(cand, score=tally.net, state=new_state, decided_at=decided_at),
                                 new_state != cand["state"]))
+            before = self.store.writes
             try:
                 await self.store.record_votes(writes)
             except Exception:
                 for cand_id in ids:  # memory went ahead of the database: reload next time
                     self._tallies.pop(cand_id, None)
+                self._views.clear()
                 raise
+            if self._views_writes == before and self.store.writes == before + 1:  # ours was the only write
+                for cand, _ in results:
+                    view = self._views.get(cand["id"])
+                    if view is not None:
+                        view.update(score=cand["score"], state=cand["state"], decided_at=cand["decided_at"])
+                self._views_writes = self.store.writes
         finally:
             for lock in held:
                 lock.release()
         return results
+
+    async def _vote_views(self, ids: list[int]) -> dict[int, dict]:
+        """The candidates' vote columns. Under a burst a read per batch was half the
+        batch's trips to SQLite's thread, so they are kept while no other write of
+        this process came between, for at most VOTE_VIEWS_FRESH_S: another
+        process's change (`parodybot post-now`) shows within that, and
+        record_votes never writes a state over one it did not count on."""
+        now = time.monotonic()
+        if self._views_writes != self.store.writes or now - self._views_since > VOTE_VIEWS_FRESH_S:
+            self._views.clear()  # something else wrote, or it is time to look again
+            self._views_since = now
+        missing = [i for i in ids if i not in self._views]
+        if missing:
+            writes = self.store.writes  # a write during the read shows as a change next time
+            self._views.update(await self.store.vote_targets(missing))
+            self._views_writes = writes
+        return {i: self._views[i] for i in ids if i in self._views}
 
     async def _candidate_ref(self, message_id: int) -> tuple[int, str, int] | None:
         ref = self._refs.get(message_id)

@@ -50,7 +50,11 @@ CREATE TEMP TRIGGER vote_batches_write INSTEAD OF INSERT ON vote_batches BEGIN
         ON CONFLICT(candidate_id, member_id) DO UPDATE SET value = excluded.value, at = excluded.at
         WHERE value != excluded.value;
     DELETE FROM votes WHERE (candidate_id, member_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(NEW.clears));
-    UPDATE candidates SET score = j.value ->> 0, state = j.value ->> 1, decided_at = j.value ->> 2
+    -- The state moves only from the one the votes were counted on: a change made
+    -- meanwhile (a post claimed, `parodybot post-now` in another process) stands.
+    UPDATE candidates SET score = j.value ->> 0,
+        state = CASE WHEN state = j.value ->> 4 THEN j.value ->> 1 ELSE state END,
+        decided_at = CASE WHEN state = j.value ->> 4 THEN j.value ->> 2 ELSE decided_at END
         FROM json_each(NEW.candidates) AS j WHERE candidates.id = j.value ->> 3;
 END;
 """
@@ -64,6 +68,12 @@ class Store:
         self._tx_lock = asyncio.Lock()
         self._writes = 0  # writes committed so far (a shared read never spans one)
         self._reads: dict[tuple, tuple[int, asyncio.Future]] = {}
+
+    @property
+    def writes(self) -> int:
+        """Writes this store has committed so far: what was read is still current
+        while it is unchanged (for this process's own writes)."""
+        return self._writes
 
     @contextlib.asynccontextmanager
     async def transaction(self):
@@ -451,15 +461,16 @@ class Store:
     async def record_votes(self, writes: list[tuple]) -> None:
         """Batches of reaction changes and what follows from them, for several
         candidates, in one statement: (candidate id, {(member, emoji): present},
-        {member: vote} of those members, score, state, decided_at). Only the members
-        whose reactions changed get their vote written.
+        {member: vote} of those members, score, state counted on, new state,
+        decided_at). Only the members whose reactions changed get their vote
+        written; the state changes only if it is still the one counted on.
 
         Under a burst of reactions the batches are small and many, and each trip
         to aiosqlite's thread costs the event loop more than the SQL: so a batch is
         one insert into the view ``vote_batches``, whose trigger (``_VOTE_BATCHES``)
         writes it all, atomically as any one statement is (bench/votes.py)."""
         add, remove, upsert, clear, candidates = [], [], [], [], []
-        for candidate_id, reactions, votes, score, state, decided_at in writes:
+        for candidate_id, reactions, votes, score, was, state, decided_at in writes:
             for (member, emoji), present in reactions.items():
                 (add if present else remove).append((candidate_id, member, emoji))
             for member in {m for m, _ in reactions}:
@@ -468,7 +479,7 @@ class Store:
                     upsert.append((candidate_id, member, vote))
                 else:
                     clear.append((candidate_id, member))
-            candidates.append((score, state, decided_at, candidate_id))
+            candidates.append((score, state, decided_at, candidate_id, was))
         batch = [json.dumps(rows, ensure_ascii=False) for rows in (add, remove, upsert, clear, candidates)]
         async with self._tx_lock:  # not inside another task's open transaction
             await self.db.execute("INSERT INTO vote_batches VALUES (?, ?, ?, ?, ?)", batch)

@@ -52,7 +52,7 @@ async def test_stats_counters_match_counting_every_row_through_votes_edits_and_d
     await store.set_votes(a[1], {10: 1, 13: 0}, 1)  # a 0 is no vote
     await store.set_votes(b[0], {10: -1, 14: 1}, 0)
     await store.record_votes([(a[0], {(11, "👍"): False, (12, "👎"): False, (12, "👍"): True},  # 11 took theirs back
-                               {10: 1, 12: 1}, 2, "approved", when)])
+                               {10: 1, 12: 1}, 2, "voting", "approved", when)])
     assert dict(await store.fetchall("SELECT member_id, value FROM votes WHERE candidate_id = ?", (a[0],))) == {
         10: 1, 12: 1}
     await store.update_candidate(a[2], state="rejected")

@@ -84,3 +84,23 @@ async def test_when_the_rules_change_the_next_vote_counts_every_reaction_again(t
     assert cand["score"] == 1
     assert (await recount(store, cid, fire))[0] == 1
     await store.close()
+
+
+async def test_a_vote_never_undoes_a_change_another_process_made(tmp_path):
+    """`parodybot post-now` posts from another process while the bot counts votes:
+    the candidate stays posted, whatever the bot last read of it."""
+    store, service, (cid, *_) = await open_service(tmp_path)
+    rules = voting.VoteRules(approve_at=2, reject_at=-2)
+
+    async def rules_of(_key):
+        return rules
+
+    msg = GUILD + 1000
+    await service.apply([ReactionEvent(msg, GUILD, MEMBERS[0], "👍", True, member_roles=())], rules_of)
+    other = await Store.open(tmp_path / "bot.sqlite3")  # the CLI's own connection
+    await other.update_candidate(cid, state="posted", decided_at="2026-01-02T00:00:00.000000Z")
+    await other.close()
+    await service.apply([ReactionEvent(msg, GUILD, MEMBERS[1], "👍", True, member_roles=())], rules_of)
+    row = await store.fetchone("SELECT state, score, decided_at FROM candidates WHERE id = ?", (cid,))
+    assert tuple(row) == ("posted", 2, "2026-01-02T00:00:00.000000Z")
+    await store.close()

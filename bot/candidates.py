@@ -48,7 +48,7 @@ def rules_for(persona: dict | None, defaults: CurationConfig, *, role_ids: Mappi
 
 
 MAX_CURATED = 1000  # posts one curated list may bring
-VOTE_BATCH_GAP_S = 0.02  # under a burst of reactions, one batch of votes at most this often
+VOTE_BATCH_GAP_S = 0.05  # under a burst of reactions, one batch of votes at most this often
 VOTE_VIEWS_FRESH_S = 1.0  # candidates' states kept between batches at most this long
 
 

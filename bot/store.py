@@ -385,12 +385,8 @@ class Store:
         return _candidate(row) if row else None
 
     async def candidates(self, *, persona: str | None = None, states: Iterable[str] = (),
-                         ids: Iterable[int] = (), limit: int = 1000) -> list[dict]:
+                         limit: int = 1000) -> list[dict]:
         where, params = [], []
-        ids = list(ids)
-        if ids:
-            where.append(f"id IN ({', '.join('?' * len(ids))})")
-            params += ids
         if persona:
             where.append("persona = ?")
             params.append(persona)

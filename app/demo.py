@@ -17,6 +17,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import msgspec
+
 from core.config import Config
 
 DEMO_STEPS = 400
@@ -75,10 +77,9 @@ async def run_demo(cfg: Config) -> int:
     alice = standin.add_member(guild, "alice", roles=[operator])
     voters = [standin.add_member(guild, n) for n in ("bob", "carol", "dave")]
 
-    cfg = cfg.model_copy(update={"discord": cfg.discord.model_copy(update={
-        "api_base": standin.api_base, "gateway_url": standin.gateway_url, "guild_ids": [guild.id],
-        "attachment_hosts": [standin.cdn_host], "progress_edit_interval": 0.5,
-    })})
+    cfg = msgspec.structs.replace(cfg, discord=msgspec.structs.replace(
+        cfg.discord, api_base=standin.api_base, gateway_url=standin.gateway_url, guild_ids=[guild.id],
+        attachment_hosts=[standin.cdn_host], progress_edit_interval=0.5))
     say("demo", f"data in {cfg.data_path}; Discord stand-in on {standin.base_url}")
     cfg.data_path.mkdir(parents=True, exist_ok=True)
     worker = EmbeddedWorker(cfg, log_path=cfg.data_path / "worker.log")

@@ -47,7 +47,7 @@ import _common  # noqa: F401  (puts the repo on sys.path)
 import discord
 from _common import joke_corpus, ratio_line, run_child, standin_discord_section
 
-from core.config import Config
+from core.config import config_from
 from discord_standin import DiscordStandin
 
 UP, DOWN = "👍", "👎"
@@ -118,7 +118,7 @@ async def main_async(args) -> None:
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-votes-")
     os.environ["PARODYBOT_DATA_DIR"] = tmp.name
-    cfg = Config.model_validate({"discord": standin_discord_section(standin, [guild.id])})
+    cfg = config_from({"discord": standin_discord_section(standin, [guild.id])})
     bot = ParodyBot(cfg, guild_ready_timeout=0.05)
     task = asyncio.create_task(bot.start(standin.bot_token))
     anchor_task = None

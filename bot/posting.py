@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Awaitable, Callable, Mapping
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from core import contract, mentions
 from bot.publishers import (
     AuthError,
@@ -116,7 +118,7 @@ def configured_targets(persona: dict, cfg, *, name_shared: bool = False) -> list
         section = sections[name]
     if section is None:
         return None
-    return [{k: v for k, v in t.model_dump().items() if v} for t in section.targets] or None
+    return [{k: v for k, v in msgspec.structs.asdict(t).items() if v} for t in section.targets] or None
 
 
 def target_list(persona: dict, cfg=None, *, name_shared: bool = False) -> list[dict]:

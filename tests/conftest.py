@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core import contract, taskqueue
-from core.config import Config
+from core.config import Config, config_from
 from discord_standin import DiscordStandin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def config_for(world: World, **sections) -> Config:
         "progress_edit_interval": 0.2,
     }
     discord.update(sections.pop("discord", {}))
-    return Config.model_validate({"discord": discord, **sections})
+    return config_from({"discord": discord, **sections})
 
 
 class BotHandle:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core import contract, fleet, taskqueue
-from core.config import Config
+from core.config import config_from
 from conftest import REPO, WorkerProcess
 from workers.artifacts import STAMP, S3Artifacts
 
@@ -117,7 +117,7 @@ def test_an_artifact_store_that_refuses_says_what_to_check(tmp_path, s3_server, 
 
 def test_the_config_refuses_an_artifact_url_that_is_not_s3():
     with pytest.raises(Exception, match="s3://BUCKET"):
-        Config.model_validate({"artifacts": {"url": "https://example.com/bucket"}})
+        config_from({"artifacts": {"url": "https://example.com/bucket"}})
 
 
 # --- two workers, one dies mid-training -------------------------------------------

@@ -294,11 +294,11 @@ async def test_cli_names_a_persona_by_name_or_by_server_when_two_share_it(tmp_pa
 async def test_a_bare_config_name_that_two_servers_share_pauses_instead_of_crossing_accounts(tmp_path):
     from bot.posting import PostingService
     from bot.store import Store
-    from core.config import Config
+    from core.config import config_from
 
     store = await Store.open(tmp_path / "data" / "parodybot.sqlite3")
     try:
-        cfg = Config.model_validate({"personas": {
+        cfg = config_from({"personas": {
             "dril": {"targets": [{"platform": "outbox"}]},
             "222/weirdal": {"targets": [{"platform": "outbox"}]}}})
         service = PostingService(store, cfg, data_dir=tmp_path / "data")

@@ -19,7 +19,7 @@ import pytest
 
 from core.contract import persona_key
 
-from core.config import Config
+from core.config import Config, config_from
 from bot.posting import PostingService, target_list
 from bot.scheduler import PostingScheduler
 from bot.store import Store
@@ -93,7 +93,7 @@ async def store(tmp_path):
 
 
 def make_service(store, tmp_path, ft=None, **posting):
-    cfg = Config.model_validate({"posting": posting}) if posting else Config()
+    cfg = config_from({"posting": posting}) if posting else Config()
     ft = ft or FakeTime()
     return PostingService(store, cfg, env=ENV, data_dir=tmp_path / "data", sleep=ft.sleep, epoch=ft.epoch,
                           backoff=1.0)
@@ -175,7 +175,7 @@ async def test_claims_the_best_candidate_rank_first_then_score_then_oldest(store
 async def test_config_targets_override_the_database(store, tmp_path, fx):
     await persona(store, [x_target(fx)])
     cid = await approved(store, "to the outbox instead")
-    cfg = Config.model_validate({"personas": {"dril": {"targets": [{"platform": "outbox"}]}}})
+    cfg = config_from({"personas": {"dril": {"targets": [{"platform": "outbox"}]}}})
     assert [t["platform"] for t in target_list(await store.get_persona("dril"), cfg)] == ["outbox"]
     report = await PostingService(store, cfg, env=ENV, data_dir=tmp_path / "data").run("dril")
     assert report.posted and list((await posts(store, cid))) == ["outbox"]

@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from core import contract, fleet, taskqueue
+from core import contract, faults, fleet, taskqueue
 from core.config import Config
 from core.logs import redact
 from workers import run_markers
@@ -49,7 +49,12 @@ class Progress:
         if event.get("phase") == "finetuning" and "loss" in event:
             losses = self.record.setdefault("losses", [])
             losses.append([event["step"], event["loss"], event.get("avg_loss", event["loss"])])
-        self.update(**{k: v for k, v in event.items() if k != "losses"})
+        # A new sample goes out at once (one every sample_every steps): at the next
+        # write it could already be the end of the run, and never shown.
+        new_sample = event.get("sample_step") not in (None, self.record.get("sample_step"))
+        self.update(force=new_sample, **{k: v for k, v in event.items() if k != "losses"})
+        if new_sample:
+            faults.hold("progress-sample")  # tests: the bot shows this while the job waits
 
 
 class Tasks:

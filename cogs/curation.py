@@ -240,19 +240,31 @@ class Curation(commands.Cog):
 
     # --- votes -------------------------------------------------------------
 
-    def _on_reaction(self, payload: discord.RawReactionActionEvent, added: bool) -> None:
-        # No await before submit: events are applied in the order Discord sent them.
-        if payload.guild_id is None or payload.user_id == self.bot.user.id:
+    def _on_reaction(self, data: dict, added: bool) -> None:
+        """A MESSAGE_REACTION_ADD or _REMOVE as the gateway sent it (bot/client.py).
+        No await before submit: events are applied in the order Discord sent them."""
+        user_id = int(data["user_id"])
+        if data.get("guild_id") is None or user_id == self.bot.user.id:
             return
-        member = payload.member
-        emoji = str(payload.emoji)
+        guild_id = int(data["guild_id"])
+        raw_emoji = data["emoji"]
+        emoji = raw_emoji["name"] if raw_emoji.get("id") is None else str(discord.PartialEmoji.from_dict(raw_emoji))
+        member = data.get("member") if added else None  # a removal carries none
         self.service.submit(ReactionEvent(
-            payload.message_id, payload.guild_id, payload.user_id, emoji, added,
-            member_is_bot=bool(member and member.bot),
-            member_roles=tuple(r.id for r in member.roles) if member else None,
+            int(data["message_id"]), guild_id, user_id, emoji, added,
+            member_is_bot=bool(member and member["user"].get("bot")),
+            # discord.py's Member.roles: the member's roles and @everyone (the guild's id)
+            member_roles=(*map(int, member["roles"]), guild_id) if member else None,
             # Only an approve or reject at once asks for it (working out permissions costs, per vote)
-            manage_messages=bool(member and emoji in voting.FORCE_EMOJIS and member.guild_permissions.manage_messages),
+            manage_messages=bool(member and emoji in voting.FORCE_EMOJIS and self._may_manage(guild_id, member)),
         ))
+
+    def _may_manage(self, guild_id: int, member_data: dict) -> bool:
+        guild = self.bot.get_guild(guild_id)
+        if guild is None:
+            return False
+        member = discord.Member(data=member_data, guild=guild, state=self.bot._connection)
+        return member.guild_permissions.manage_messages
 
     def _after_votes(self, cand: dict, changed: bool) -> None:
         if changed:

@@ -284,8 +284,9 @@ def _describe(error: str, part: dict[str, Any]) -> str:
         steps.append(missing[1])
         text = "missing: this key is required"
     else:
-        if wrong := re.fullmatch(r"Expected `(\w+)`(?:, got `\w+`)?(.*)", text):
-            text = f"must be {_KINDS.get(wrong[1], wrong[1])}{wrong[2]}"
+        if wrong := re.fullmatch(r"Expected `([^`]+)`(?:, got `[^`]+`)?(.*)", text):
+            kinds = [_KINDS.get(k, k) for k in wrong[1].split(" | ") if k != "null"]  # TOML has no null
+            text = f"must be {' or '.join(kinds)}{wrong[2]}"
         elif text.startswith("Invalid enum value"):
             text = "must be one of " + ", ".join(repr(v) for v in _choices(steps))
         value = part

@@ -188,12 +188,13 @@ async def test_a_database_the_migrations_refuse_is_one_line_and_the_bot_goes_off
 def test_every_wrong_section_gets_its_own_line_that_says_what_to_do(tmp_path):
     bad = tmp_path / "config.toml"
     bad.write_text('[worker]\nconcurrency = 0\n[generation]\nmentions = "shout"\n'
-                   '[personas.dril]\ntargets = [{ platform = "tiktok" }, {}]\n')
+                   '[personas.dril]\ntargets = [{ platform = "tiktok" }, {}]\n[training]\nlearning_rate = "fast"\n')
     result = parodybot("config", "check", "--config", str(bad))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
-        f"error: {bad}: 3 problem(s):",
+        f"error: {bad}: 4 problem(s):",
         "  worker.concurrency: must be a whole number >= 1 (got 0)",
         "  generation.mentions: must be one of 'defuse', 'drop', 'keep' (got 'shout')",
         "  personas.dril.targets[0].platform: must be one of 'bluesky', 'mastodon', 'outbox', 'x' (got 'tiktok')",
+        "  training.learning_rate: must be a number (got 'fast')",
     ]

@@ -144,6 +144,11 @@ class ParodyBot(commands.Bot):
         else:  # no curation cog (yet): discord.py's own raw_reaction_* events
             discord_parser(data)
 
+    def member_from(self, guild_id: int, data: dict) -> discord.Member | None:
+        """The Member a reaction event's ``member`` data describes (as discord.py's parser built it)."""
+        guild = self.get_guild(guild_id)
+        return discord.Member(data=data, guild=guild, state=self._connection) if guild else None
+
     def dispatch(self, event_name: str, /, *args, **kwargs) -> None:
         if event_name == "socket_event_type":
             # discord.py sends one for every gateway event and nothing of ours listens:

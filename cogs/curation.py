@@ -250,21 +250,15 @@ class Curation(commands.Cog):
         raw_emoji = data["emoji"]
         emoji = raw_emoji["name"] if raw_emoji.get("id") is None else str(discord.PartialEmoji.from_dict(raw_emoji))
         member = data.get("member") if added else None  # a removal carries none
+        # Only an approve or reject at once needs the Member (working out permissions costs, per vote)
+        forcer = member and emoji in voting.FORCE_EMOJIS and self.bot.member_from(guild_id, member)
         self.service.submit(ReactionEvent(
             int(data["message_id"]), guild_id, user_id, emoji, added,
             member_is_bot=bool(member and member["user"].get("bot")),
             # discord.py's Member.roles: the member's roles and @everyone (the guild's id)
             member_roles=(*map(int, member["roles"]), guild_id) if member else None,
-            # Only an approve or reject at once asks for it (working out permissions costs, per vote)
-            manage_messages=bool(member and emoji in voting.FORCE_EMOJIS and self._may_manage(guild_id, member)),
+            manage_messages=bool(forcer and forcer.guild_permissions.manage_messages),
         ))
-
-    def _may_manage(self, guild_id: int, member_data: dict) -> bool:
-        guild = self.bot.get_guild(guild_id)
-        if guild is None:
-            return False
-        member = discord.Member(data=member_data, guild=guild, state=self.bot._connection)
-        return member.guild_permissions.manage_messages
 
     def _after_votes(self, cand: dict, changed: bool) -> None:
         if changed:

@@ -18,6 +18,12 @@ def job_message(world, message_id):
     return world.standin.message(message_id)
 
 
+def job_ended(world, message_id):
+    """The job's message once it says done or failed, else None (for wait_for)."""
+    msg = job_message(world, message_id)
+    return msg if msg and ("done:" in msg["content"] or "failed:" in msg["content"]) else None
+
+
 @pytest.fixture
 def held_worker(data_dir, tmp_path):
     """A worker that waits at its first sample until the test lets it go on (core/faults.py)."""
@@ -50,7 +56,7 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
     assert "📉 validation loss" in running, running
     worker.release()
     final = await world.standin.wait_for(
-        lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+        lambda: job_ended(world, ix.response["id"]),
         timeout=200, what="training to finish")
     assert "failed" not in final["content"], final["content"] + "\n" + worker.output()[-3000:]
     assert "100%" in final["content"] and "step 30/30" in final["content"]
@@ -71,7 +77,7 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
                                     options={"persona": "jokes", "more_steps": 5})
     await ix.wait_for_response(timeout=5)
     more = await world.standin.wait_for(
-        lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+        lambda: job_ended(world, ix.response["id"]),
         timeout=120, what="the continuation")
     assert "done: 35 steps" in more["content"] and "➕ continues its model 5 steps more" in more["content"], more["content"]
     assert (await bot.services.store.get_job(2))["result"]["losses"][0][0] == 1  # the chart starts at step 1
@@ -83,7 +89,7 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
                                              "file": ("jokes.csv", CORPUS, "text/csv")})
     await ix.wait_for_response(timeout=5)
     seeded = await world.standin.wait_for(
-        lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+        lambda: job_ended(world, ix.response["id"]),
         timeout=120, what="the run that starts from jokes' model")
     assert "done: 3 steps" in seeded["content"] and "🌱 starts from the model of **jokes**" in seeded["content"], \
         seeded["content"]
@@ -93,7 +99,7 @@ async def test_train_with_attached_csv_reaches_100_percent_with_the_loss_chart(w
     ix = await world.standin.invoke(world.alice, "generate", channel=world.general, options=asked)
     await ix.wait_for_response(timeout=5)
     final = await world.standin.wait_for(
-        lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+        lambda: job_ended(world, ix.response["id"]),
         timeout=120, what="the generate job")
     assert "done:" in final["content"], final["content"]
     # /train made the persona with the channel it ran in as its curation channel.
@@ -161,7 +167,7 @@ async def test_a_sigkilled_worker_resumes_training_from_its_last_checkpoint(worl
 
         worker = WorkerProcess(data_dir, config).start()  # a restarted worker picks the job up again
         final = await world.standin.wait_for(
-            lambda: (m := job_message(world, ix.response["id"])) and ("done:" in m["content"] or "failed:" in m["content"]) and m,
+            lambda: job_ended(world, ix.response["id"]),
             timeout=200, what="the resumed run to finish")
         assert "done:" in final["content"], final["content"] + worker.output()[-2000:]
         job = await bot.services.store.get_job(1)
